@@ -1,0 +1,45 @@
+"""Choosing the device the chapters run on: CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_KNOWN = ("cpu", "cuda", "mps")
+
+
+def best_device(prefer: str | None = None) -> torch.device:
+    """Return the fastest available device.
+
+    The order is CUDA, MPS, CPU. ``prefer`` (or, if it is ``None``, the environment
+    variable ``VICOURSE_DEVICE``) forces one of ``"cpu"``, ``"cuda"`` or ``"mps"``;
+    asking for a device that is not available raises ``RuntimeError``.
+    """
+    choice = prefer if prefer is not None else os.environ.get("VICOURSE_DEVICE") or None
+    if choice is not None:
+        kind = choice.split(":")[0]
+        if kind not in _KNOWN:
+            raise ValueError(
+                f"unknown device {choice!r}: use one of {', '.join(_KNOWN)} "
+                "(set VICOURSE_DEVICE or pass prefer=...)"
+            )
+        if not _available(kind):
+            raise RuntimeError(
+                f"device {choice!r} was requested but is not available on this machine; "
+                "unset VICOURSE_DEVICE or pass prefer='cpu'"
+            )
+        return torch.device(choice)
+    for kind in ("cuda", "mps"):
+        if _available(kind):
+            return torch.device(kind)
+    return torch.device("cpu")
+
+
+def _available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        return bool(backend is not None and backend.is_available())
+    return True

@@ -1,0 +1,131 @@
+r"""KL divergence between Gaussians in closed form.
+
+For :math:`q = \mathcal N(\mu_q, \Sigma_q)` and :math:`p = \mathcal N(\mu_p, \Sigma_p)` in
+:math:`K` dimensions,
+
+.. math::
+
+    \mathrm{KL}(q \,\|\, p) = \tfrac12 \Big[ \operatorname{tr}(\Sigma_p^{-1}\Sigma_q)
+        + (\mu_p - \mu_q)^\top \Sigma_p^{-1} (\mu_p - \mu_q) - K
+        + \log\det\Sigma_p - \log\det\Sigma_q \Big].
+
+All functions are batched: leading dimensions broadcast, the last dimension (or the last
+two, for covariance matrices) is the event.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def kl_diag_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    r"""KL between diagonal Gaussians, summed over the last dimension.
+
+    .. math::
+
+        \mathrm{KL}(q\|p) = \tfrac12 \sum_{k=1}^K \Big[ e^{d_k} - 1 - d_k
+            + (\mu_{q,k} - \mu_{p,k})^2 e^{-\ell_{p,k}} \Big],
+        \qquad d_k = \ell_{q,k} - \ell_{p,k},
+
+    where :math:`\ell = \log\sigma^2`. ``e^d - 1 - d`` is computed as ``expm1(d) - d`` so that
+    nearly equal variances do not lose precision.
+
+    Args:
+        mu_q, logvar_q, mu_p, logvar_p: tensors of shape ``(..., K)`` that broadcast together.
+
+    Returns:
+        Tensor of shape ``(...)`` (the broadcast batch shape).
+    """
+    _check_broadcast("kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    d = logvar_q - logvar_p
+    per_dim = torch.expm1(d) - d + (mu_q - mu_p).square() * torch.exp(-logvar_p)
+    return 0.5 * per_dim.sum(-1)
+
+
+def kl_diag_gaussian_std_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""KL from :math:`\mathcal N(\mu, \operatorname{diag} e^{\ell})` to :math:`\mathcal N(0, I)`.
+
+    .. math::
+
+        \mathrm{KL} = \tfrac12 \sum_{k=1}^K \big[ \mu_k^2 + e^{\ell_k} - 1 - \ell_k \big].
+
+    This is the KL term of the VAE's ELBO.
+
+    Args:
+        mu, logvar: tensors of shape ``(..., K)``.
+
+    Returns:
+        Tensor of shape ``(...)``.
+    """
+    _check_broadcast("kl_diag_gaussian_std_normal", mu=mu, logvar=logvar)
+    return 0.5 * (mu.square() + torch.expm1(logvar) - logvar).sum(-1)
+
+
+def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) -> Tensor:
+    r"""KL between Gaussians with full covariance matrices.
+
+    With Cholesky factors :math:`\Sigma_q = L_q L_q^\top` and :math:`\Sigma_p = L_p L_p^\top`,
+
+    .. math::
+
+        \mathrm{KL}(q\|p) = \tfrac12 \Big[ \|L_p^{-1} L_q\|_F^2
+            + \|L_p^{-1}(\mu_p - \mu_q)\|^2 - K
+            + 2\sum_k \log (L_p)_{kk} - 2\sum_k \log (L_q)_{kk} \Big].
+
+    Args:
+        mu_q, mu_p: tensors of shape ``(..., K)``.
+        cov_q, cov_p: symmetric positive-definite tensors of shape ``(..., K, K)``.
+
+    Returns:
+        Tensor of shape ``(...)`` (the broadcast batch shape).
+    """
+    for name, mu, cov in (("q", mu_q, cov_q), ("p", mu_p, cov_p)):
+        if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
+            raise ValueError(
+                f"cov_{name} must have shape (..., K, K), got {tuple(cov.shape)}; "
+                "for a diagonal covariance use kl_diag_gaussians"
+            )
+        if mu.shape[-1:] != cov.shape[-1:]:
+            raise ValueError(
+                f"mu_{name} has K={mu.shape[-1] if mu.dim() else 'none'} but cov_{name} is "
+                f"{cov.shape[-1]}x{cov.shape[-1]}; mu must have shape (..., K) matching (..., K, K)"
+            )
+    if mu_q.shape[-1] != mu_p.shape[-1]:
+        raise ValueError(
+            f"q and p must have the same dimension K, got {mu_q.shape[-1]} and {mu_p.shape[-1]}"
+        )
+    chol_q = _cholesky(cov_q, "cov_q")
+    chol_p = _cholesky(cov_p, "cov_p")
+    batch = torch.broadcast_shapes(chol_q.shape[:-2], chol_p.shape[:-2], mu_q.shape[:-1], mu_p.shape[:-1])
+    k = mu_q.shape[-1]
+    chol_q = chol_q.expand(*batch, k, k)
+    chol_p = chol_p.expand(*batch, k, k)
+    diff = (mu_p - mu_q).expand(*batch, k).unsqueeze(-1)
+    trace = torch.linalg.solve_triangular(chol_p, chol_q, upper=False).square().sum((-2, -1))
+    mahalanobis = torch.linalg.solve_triangular(chol_p, diff, upper=False).square().sum((-2, -1))
+    logdet_p = 2 * torch.log(torch.diagonal(chol_p, dim1=-2, dim2=-1)).sum(-1)
+    logdet_q = 2 * torch.log(torch.diagonal(chol_q, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (trace + mahalanobis - k + logdet_p - logdet_q)
+
+
+def _cholesky(cov: Tensor, name: str) -> Tensor:
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if bool((info > 0).any()):
+        raise ValueError(
+            f"{name} is not symmetric positive definite (its Cholesky factorization failed); "
+            "pass a covariance such as A @ A.mT + eps * I"
+        )
+    return chol
+
+
+def _check_broadcast(func: str, **tensors: Tensor) -> None:
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if any(len(s) == 0 for s in shapes.values()):
+        raise ValueError(f"{func}: every argument needs a last (event) dimension K, got {shapes}")
+    try:
+        torch.broadcast_shapes(*shapes.values())
+    except RuntimeError as err:
+        raise ValueError(
+            f"{func}: shapes {shapes} do not broadcast together; give every argument shape (..., K)"
+        ) from err

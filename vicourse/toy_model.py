@@ -1,0 +1,97 @@
+r"""The conjugate Gaussian toy model, where everything is known exactly.
+
+.. math::
+
+    z \sim \mathcal N(0, 1), \qquad x \mid z \sim \mathcal N(z, s^2).
+
+Each observation :math:`x` has its own latent :math:`z`. The evidence and the posterior are
+Gaussian:
+
+.. math::
+
+    p(x) = \mathcal N(x; 0, 1 + s^2), \qquad
+    p(z \mid x) = \mathcal N\Big(z;\ \frac{x}{1 + s^2},\ \frac{s^2}{1 + s^2}\Big).
+
+For a Gaussian :math:`q(z) = \mathcal N(m, v)` the ELBO has a closed form too
+(:meth:`ConjugateGaussian.elbo`), so the chapters can check that
+:math:`\log p(x) - \mathrm{ELBO}(q) = \mathrm{KL}(q \,\|\, p(z \mid x))` to rounding error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Normal
+
+
+@dataclass(frozen=True)
+class ConjugateGaussian:
+    """The model z ~ N(0, 1), x | z ~ N(z, noise_std**2).
+
+    Args:
+        noise_std: the observation noise s > 0.
+    """
+
+    noise_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.noise_std, int | float) and math.isfinite(self.noise_std)
+                and self.noise_std > 0):
+            raise ValueError(
+                f"noise_std must be a positive finite number, got {self.noise_std!r}"
+            )
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log N(z; 0, 1), elementwise."""
+        return Normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log N(x; z, s^2), elementwise (x and z broadcast)."""
+        return Normal(z, torch.full_like(z, self.noise_std)).log_prob(x)
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x, z) = log p(z) + log p(x | z), elementwise."""
+        return self.log_prior(z) + self.log_likelihood(x, z)
+
+    def log_evidence(self, x: Tensor) -> Tensor:
+        """log p(x) = log N(x; 0, 1 + s^2), elementwise."""
+        scale = torch.full_like(x, math.sqrt(1.0 + self.noise_std**2))
+        return Normal(torch.zeros_like(x), scale).log_prob(x)
+
+    def posterior(self, x: Tensor) -> Normal:
+        """The exact posterior p(z | x) = N(x / (1 + s^2), s^2 / (1 + s^2)), batched like x."""
+        s2 = self.noise_std**2
+        mean = x / (1.0 + s2)
+        std = torch.full_like(mean, math.sqrt(s2 / (1.0 + s2)))
+        return Normal(mean, std)
+
+    def elbo(self, x: Tensor, q_mean: Tensor, q_std: Tensor) -> Tensor:
+        r"""The exact ELBO of q(z) = N(q_mean, q_std**2) at x, elementwise.
+
+        .. math::
+
+            \mathrm{ELBO} = \underbrace{-\tfrac12\log(2\pi s^2)
+                - \frac{(x - m)^2 + v}{2 s^2}}_{\mathbb E_q \log p(x\mid z)}
+                \underbrace{- \tfrac12\log(2\pi) - \frac{m^2 + v}{2}}_{\mathbb E_q \log p(z)}
+                + \underbrace{\tfrac12 \log(2\pi e v)}_{H(q)},
+            \qquad v = \sigma_q^2 .
+        """
+        if bool((torch.as_tensor(q_std) <= 0).any()):
+            raise ValueError("q_std must be positive everywhere (it is a standard deviation)")
+        s2 = self.noise_std**2
+        v = torch.as_tensor(q_std) ** 2
+        expected_loglik = -0.5 * math.log(2 * math.pi * s2) - ((x - q_mean) ** 2 + v) / (2 * s2)
+        expected_logprior = -0.5 * math.log(2 * math.pi) - (q_mean**2 + v) / 2
+        entropy = 0.5 * torch.log(2 * math.pi * math.e * v)
+        return expected_loglik + expected_logprior + entropy
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw n pairs (z, x) from the model; returns two tensors of shape (n,)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        z = torch.randn(n, generator=generator)
+        x = z + self.noise_std * torch.randn(n, generator=generator)
+        return z, x
