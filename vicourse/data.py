@@ -11,7 +11,9 @@ environment variable ``VICOURSE_DATA``, else ``~/.cache/vicourse``. torchvision 
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,7 @@ def load_mnist(
     from torchvision.datasets import MNIST
 
     folder = data_root(root)
+    _gunzip_missing(folder / "MNIST" / "raw")
     try:
         dataset = MNIST(str(folder), train=split == "train", download=False)
     except RuntimeError as missing:
@@ -83,9 +86,30 @@ def load_mnist(
         try:
             dataset = MNIST(str(folder), train=split == "train", download=True)
         except Exception as failed:  # no network, blocked mirror, partial files, ...
-            raise MNISTNotFoundError(_missing_message(folder, f"download failed: {failed}")) from failed
+            message = _missing_message(folder, f"download failed: {failed}")
+            raise MNISTNotFoundError(message) from failed
     images = dataset.data.reshape(-1, 28 * 28).to(torch.float32).div_(255.0)
     return MNISTTensors(images.to(device), dataset.targets.to(torch.int64).to(device))
+
+
+def _gunzip_missing(raw: Path) -> None:
+    """Decompress ``<name>.gz`` next to it wherever only the .gz of an MNIST file is present.
+
+    torchvision reads only the uncompressed files when it does not download, and it accepts
+    a .gz only if its checksum is that of the official archive. Folders we cannot write to
+    are left alone (the caller then reports the missing files).
+    """
+    for name in MNIST_FILES:
+        target, packed = raw / name, raw / f"{name}.gz"
+        if target.exists() or not packed.exists():
+            continue
+        partial = raw / f"{name}.partial"
+        try:
+            with gzip.open(packed, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.replace(target)
+        except (OSError, EOFError):  # unwritable folder, corrupt or truncated archive
+            partial.unlink(missing_ok=True)
 
 
 def _missing_message(folder: Path, why: str) -> str:
@@ -111,21 +135,27 @@ def binarize_dynamic(images: Tensor, generator: torch.Generator | None = None) -
 
 
 def minibatches(
-    n: int, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    n: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
 ) -> Iterator[Tensor]:
     """Index tensors for one epoch: a random permutation of range(n) cut into batches.
 
-    The last batch is smaller when ``batch_size`` does not divide ``n``.
+    The last batch is smaller when ``batch_size`` does not divide ``n``. The arguments are
+    checked, and the permutation drawn, when the function is called (not at the first batch).
     """
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
     order = torch.randperm(n, generator=generator).to(device)
-    yield from order.split(batch_size)
+    return iter(order.split(batch_size))
 
 
 def _check_unit_interval(images: Tensor) -> None:
     if not torch.is_floating_point(images):
         raise TypeError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
+    if bool(images.isnan().any()):
+        raise ValueError("images must hold grey levels in [0, 1], but some pixels are NaN")
     if images.numel() and (bool(images.min() < 0) or bool(images.max() > 1)):
         raise ValueError(
             "images must hold grey levels in [0, 1] (divide uint8 pixels by 255 first), "

@@ -24,16 +24,39 @@ def best_device(prefer: str | None = None) -> torch.device:
                 f"unknown device {choice!r}: use one of {', '.join(_KNOWN)} "
                 "(set VICOURSE_DEVICE or pass prefer=...)"
             )
+        device = _parse(choice)
         if not _available(kind):
             raise RuntimeError(
                 f"device {choice!r} was requested but is not available on this machine; "
                 "unset VICOURSE_DEVICE or pass prefer='cpu'"
             )
-        return torch.device(choice)
+        if kind == "cuda":
+            _check_cuda_index(device)
+        return device
     for kind in ("cuda", "mps"):
         if _available(kind):
             return torch.device(kind)
     return torch.device("cpu")
+
+
+def _parse(choice: str) -> torch.device:
+    """``torch.device(choice)``, with an error that says how to write a device name."""
+    try:
+        return torch.device(choice)
+    except RuntimeError as err:
+        raise ValueError(
+            f"cannot read device {choice!r}: write 'cpu', 'mps', 'cuda' or 'cuda:<index>'"
+        ) from err
+
+
+def _check_cuda_index(device: torch.device) -> None:
+    """Raise if ``device`` names a CUDA index this machine does not have (e.g. cuda:3 of 1)."""
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise RuntimeError(
+            f"device '{device}' was requested but this machine has {count} CUDA device(s), "
+            "numbered from 0; ask for 'cuda' or 'cuda:0'"
+        )
 
 
 def _available(kind: str) -> bool:

@@ -37,7 +37,9 @@ def kl_diag_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Te
     Returns:
         Tensor of shape ``(...)`` (the broadcast batch shape).
     """
-    _check_broadcast("kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    _check_broadcast(
+        "kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p
+    )
     d = logvar_q - logvar_p
     per_dim = torch.expm1(d) - d + (mu_q - mu_p).square() * torch.exp(-logvar_p)
     return 0.5 * per_dim.sum(-1)
@@ -97,7 +99,9 @@ def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) 
         )
     chol_q = _cholesky(cov_q, "cov_q")
     chol_p = _cholesky(cov_p, "cov_p")
-    batch = torch.broadcast_shapes(chol_q.shape[:-2], chol_p.shape[:-2], mu_q.shape[:-1], mu_p.shape[:-1])
+    batch = _broadcast_batch(
+        mu_q=mu_q.shape[:-1], cov_q=cov_q.shape[:-2], mu_p=mu_p.shape[:-1], cov_p=cov_p.shape[:-2]
+    )
     k = mu_q.shape[-1]
     chol_q = chol_q.expand(*batch, k, k)
     chol_p = chol_p.expand(*batch, k, k)
@@ -110,6 +114,19 @@ def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) 
 
 
 def _cholesky(cov: Tensor, name: str) -> Tensor:
+    """Lower Cholesky factor of a batch of covariances, after checking they are symmetric.
+
+    ``cholesky_ex`` reads only the lower triangle, so an asymmetric matrix (a Cholesky factor
+    or a general ``A`` passed by mistake) would otherwise give a silently wrong KL. Asymmetry
+    at rounding level (``sqrt(eps)`` times the largest entry) is accepted.
+    """
+    scale = cov.abs().amax((-2, -1), keepdim=True)
+    tol = torch.finfo(cov.dtype).eps ** 0.5 if cov.is_floating_point() else 0.0
+    if bool(((cov - cov.mT).abs() > tol * scale).any()):
+        raise ValueError(
+            f"{name} is not symmetric (cov != cov.mT); a covariance matrix must be symmetric: "
+            "pass A @ A.mT + eps * I, not a Cholesky factor or a general matrix A"
+        )
     chol, info = torch.linalg.cholesky_ex(cov)
     if bool((info > 0).any()):
         raise ValueError(
@@ -117,6 +134,18 @@ def _cholesky(cov: Tensor, name: str) -> Tensor:
             "pass a covariance such as A @ A.mT + eps * I"
         )
     return chol
+
+
+def _broadcast_batch(**batch_shapes: torch.Size) -> torch.Size:
+    """The common batch shape of the means and covariances, or a ValueError that names them."""
+    try:
+        return torch.broadcast_shapes(*batch_shapes.values())
+    except RuntimeError as err:
+        shapes = {name: tuple(shape) for name, shape in batch_shapes.items()}
+        raise ValueError(
+            f"kl_full_gaussians: batch shapes {shapes} do not broadcast together; "
+            "give means shape (..., K) and covariances shape (..., K, K) with matching (...)"
+        ) from err
 
 
 def _check_broadcast(func: str, **tensors: Tensor) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import Normal
+from torch.distributions import MultivariateNormal, Normal
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,116 @@ class ConjugateGaussian:
         z = torch.randn(n, generator=generator)
         x = z + self.noise_std * torch.randn(n, generator=generator)
         return z, x
+
+
+@dataclass(frozen=True)
+class LinearGaussian:
+    r"""K latent causes of one scalar observation: z ~ N(0, I_K), x | z ~ N(w^T z, s^2).
+
+    The evidence and the posterior are Gaussian, and the posterior is *correlated* (the causes
+    explain each other away), which makes this the smallest model where a mean-field
+    approximation is not exact:
+
+    .. math::
+
+        p(x) = \mathcal N(x; 0, \|w\|^2 + s^2), \qquad
+        p(z \mid x) = \mathcal N\Big(z;\ \frac{w x}{\|w\|^2 + s^2},\
+            I_K - \frac{w w^\top}{\|w\|^2 + s^2}\Big),
+
+    and the posterior precision is :math:`I_K + w w^\top / s^2`.
+
+    Args:
+        weights: the K loadings w (a sequence of finite numbers, K >= 1).
+        noise_std: the observation noise s > 0.
+    """
+
+    weights: tuple[float, ...] = (1.0, 1.0)
+    noise_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        try:
+            w = tuple(self.weights)
+        except TypeError:
+            raise ValueError(
+                f"weights must be a sequence of K numbers, e.g. (1.0, 1.0), got {self.weights!r}"
+            ) from None
+        if len(w) < 1 or not all(isinstance(v, int | float) and math.isfinite(v) for v in w):
+            raise ValueError(f"weights must be a non-empty sequence of finite numbers, got {w!r}")
+        object.__setattr__(self, "weights", tuple(float(v) for v in w))
+        if not (isinstance(self.noise_std, int | float) and math.isfinite(self.noise_std)
+                and self.noise_std > 0):
+            raise ValueError(
+                f"noise_std must be a positive finite number, got {self.noise_std!r}"
+            )
+
+    @property
+    def dim(self) -> int:
+        """K, the number of latent variables."""
+        return len(self.weights)
+
+    def _w(self, like: Tensor) -> Tensor:
+        return torch.tensor(self.weights, dtype=like.dtype, device=like.device)
+
+    def _check_z(self, z: Tensor) -> None:
+        if z.ndim < 1 or z.shape[-1] != self.dim:
+            raise ValueError(
+                f"z must have shape (..., {self.dim}) (last dimension = number of latents), "
+                f"got {tuple(z.shape)}"
+            )
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log N(z; 0, I_K) for z of shape (..., K); returns shape (...)."""
+        self._check_z(z)
+        return Normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(-1)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log N(x; w^T z, s^2) for z of shape (..., K) and x broadcasting with (...)."""
+        self._check_z(z)
+        loc = z @ self._w(z)
+        return Normal(loc, torch.full_like(loc, self.noise_std)).log_prob(x)
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x, z) = log p(z) + log p(x | z); z of shape (..., K), returns shape (...)."""
+        return self.log_prior(z) + self.log_likelihood(x, z)
+
+    def log_evidence(self, x: Tensor) -> Tensor:
+        """log p(x) = log N(x; 0, ||w||^2 + s^2), elementwise."""
+        w = self._w(x)
+        scale = torch.sqrt(w.pow(2).sum() + self.noise_std**2).expand_as(x)
+        return Normal(torch.zeros_like(x), scale).log_prob(x)
+
+    def posterior(self, x: Tensor) -> MultivariateNormal:
+        """The exact posterior p(z | x), a MultivariateNormal with batch shape x.shape."""
+        x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        w = self._w(x)
+        total = w.pow(2).sum() + self.noise_std**2
+        mean = x.unsqueeze(-1) * w / total
+        cov = torch.eye(self.dim, dtype=x.dtype, device=x.device) - torch.outer(w, w) / total
+        return MultivariateNormal(mean, covariance_matrix=cov.expand(*x.shape, -1, -1))
+
+
+class AffineGaussianEncoder(torch.nn.Module):
+    r"""An amortized q(z | x) = N(a x + b, c^2) for the scalar conjugate model.
+
+    One set of parameters (a, b, log c) serves every data point. For
+    :class:`ConjugateGaussian` the exact posterior is of this form, with
+    :math:`a = 1/(1 + s^2)`, :math:`b = 0`, :math:`c^2 = s^2/(1 + s^2)`.
+
+    Args:
+        slope, intercept, std: initial a, b and c (c > 0; it is stored as log c).
+    """
+
+    def __init__(self, slope: float = 0.0, intercept: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        if not (math.isfinite(std) and std > 0):
+            raise ValueError(f"std must be a positive finite number, got {std!r}")
+        self.slope = torch.nn.Parameter(torch.tensor(float(slope)))
+        self.intercept = torch.nn.Parameter(torch.tensor(float(intercept)))
+        self.log_std = torch.nn.Parameter(torch.tensor(math.log(std)))
+
+    def forward(self, x: Tensor) -> Normal:
+        """q(z | x) for x of shape (n,): a Normal with batch shape (n,)."""
+        mean = self.slope * x + self.intercept
+        return Normal(mean, self.log_std.exp().expand_as(mean))

@@ -1,0 +1,91 @@
+"""Structure of the book: table of contents, Colab pairing, and the build configuration.
+
+These tests guard the conventions that keep the website, Colab and CI in agreement:
+every chapter is in the table of contents, has a paired ``.ipynb`` in sync with its MyST
+source (Colab opens the ``.ipynb``), starts with a hidden cell that installs vicourse from
+the one repository URL in ``_config.yml``, and the build fails on any cell error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def toc_files(toc: dict) -> list[str]:
+    """Every 'file' entry of a jb-book table of contents, root first."""
+    files = [toc["root"]]
+    stack = list(toc.get("chapters", [])) + [c for p in toc.get("parts", []) for c in p["chapters"]]
+    while stack:
+        entry = stack.pop(0)
+        if "file" in entry:
+            files.append(entry["file"])
+        stack[:0] = entry.get("sections", [])
+    return files
+
+
+def is_notebook(path: Path) -> bool:
+    header = path.read_text(encoding="utf-8").split("\n---", 1)[0]
+    return header.startswith("---") and "kernelspec:" in header
+
+
+PAGES = [ROOT / f"{name}.md" for name in toc_files(TOC)]
+CHAPTERS = [page for page in PAGES if is_notebook(page)]
+
+
+def cell_signature(notebook: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What must agree between a chapter and its paired notebook: type, source and tags."""
+    return [
+        (cell.cell_type, cell.source.strip(), sorted(cell.metadata.get("tags", [])))
+        for cell in notebook.cells
+    ]
+
+
+def test_toc_pages_exist_and_every_book_page_is_listed():
+    missing = [str(p.relative_to(ROOT)) for p in PAGES if not p.exists()]
+    assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
+    unlisted = sorted(str(p.relative_to(ROOT)) for p in BOOK.glob("*.md") if p not in PAGES)
+    assert not unlisted, f"book pages missing from _toc.yml (they would not be built): {unlisted}"
+    assert len(CHAPTERS) >= 3, f"expected at least three executable chapters, found {CHAPTERS}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_paired_notebook_is_in_sync_and_has_no_outputs(chapter: Path):
+    paired = chapter.with_suffix(".ipynb")
+    fix = f"run `jupytext --sync {chapter.relative_to(ROOT)}` (or `jupytext --to ipynb ...`)"
+    assert paired.exists(), f"{paired.name} is missing: Colab needs it; {fix}"
+    source = jupytext.read(chapter, fmt="md:myst")
+    notebook = nbformat.read(paired, as_version=4)
+    assert cell_signature(notebook) == cell_signature(source), f"{paired.name} is out of sync; {fix}"
+    with_outputs = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.outputs]
+    assert not with_outputs, f"{paired.name} stores outputs in cells {with_outputs}; strip them"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_first_code_cell_installs_vicourse_only_in_colab(chapter: Path):
+    cells = jupytext.read(chapter, fmt="md:myst").cells
+    first = next(cell for cell in cells if cell.cell_type == "code")
+    repo = CONFIG["repository"]["url"].rstrip("/")
+    assert "remove-cell" in first.metadata.get("tags", []), f"{chapter.name}: hide the install cell"
+    assert '"google.colab" in sys.modules' in first.source, f"{chapter.name}: guard the install"
+    assert f"git+{repo}" in first.source, (
+        f"{chapter.name}: the install cell must use the repository URL of _config.yml ({repo})"
+    )
+
+
+def test_build_fails_on_errors_and_offers_colab():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] == "force"
+    assert execute["raise_on_error"] is True and execute["allow_errors"] is False
+    assert "**.ipynb" in CONFIG["exclude_patterns"], "paired notebooks must not be built twice"
+    assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
