@@ -222,15 +222,22 @@ large_mean = st.floats(-1e4, 1e4)
              min_size=1, max_size=5),
 )
 def test_kl_is_finite_at_extreme_logvars_and_large_means(dtype, rows):
+    """Finite everywhere; the diagonal formulas (expm1(d) - d >= 0 termwise) never go below 0.
+
+    The full-covariance formula cancels K against a trace and two log-determinants, so when
+    q is (nearly) p it may come out a rounding error below 0.
+    """
     mu_q, logvar_q, mu_p, logvar_p = torch.tensor(rows, dtype=dtype).unbind(-1)
-    values = [
+    diagonal = [
         kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p),
         kl_diag_gaussian_std_normal(mu_q, logvar_q),
-        kl_full_gaussians(mu_q, torch.diag(logvar_q.exp()), mu_p, torch.diag(logvar_p.exp())),
     ]
-    for value in values:
-        assert value.dtype == dtype
-        assert torch.isfinite(value).all() and value.item() >= 0, values
+    full = kl_full_gaussians(mu_q, torch.diag(logvar_q.exp()), mu_p, torch.diag(logvar_p.exp()))
+    rounding = 100 * torch.finfo(dtype).eps * (1 + (logvar_q.abs() + logvar_p.abs()).sum().item())
+    for value in [*diagonal, full]:
+        assert value.dtype == dtype and torch.isfinite(value), (diagonal, full)
+    assert all(value.item() >= 0 for value in diagonal), diagonal
+    assert full.item() >= -rounding, full
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

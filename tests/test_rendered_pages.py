@@ -327,10 +327,15 @@ class Rendered:
     missing_mathjax: list[str]
     page_errors: list[str]
     screenshot: Path
+    newer_sources: list[str]
 
     def context(self) -> str:
         """Extra lines for a failure message."""
         lines = [f"screenshot: {self.screenshot}"]
+        if self.newer_sources:
+            lines.append(
+                f"NOTE: {self.newer_sources} changed after this page was built: rebuild the book"
+            )
         if self.aborted:
             lines.append(f"aborted non-local requests: {self.aborted[:10]}")
         if self.missing_mathjax:
@@ -483,7 +488,15 @@ def render(browser: Any, base: str, page: SourcePage) -> Rendered:
         facts["stillFolded"] = tab.evaluate(UNFOLDED_JS)
     finally:
         context.close()
-    return Rendered(facts, aborted, missing, errors, screenshot)
+    return Rendered(facts, aborted, missing, errors, screenshot, newer_sources(page))
+
+
+def newer_sources(page: SourcePage) -> list[str]:
+    """Files that feed a page and changed after its HTML was written (a stale website)."""
+    sources = [page.source, page.source.with_suffix(".ipynb"), ROOT / "_config.yml"]
+    sources += [find_file(bib) for bib in CONFIG["bibtex_bibfiles"]]
+    built = page.html.stat().st_mtime
+    return [path.name for path in sources if path.exists() and path.stat().st_mtime > built]
 
 
 @pytest.fixture(scope="session")
@@ -603,11 +616,12 @@ def test_glued_numbers_are_pasted(rendered: Any, page: SourcePage):
 
 @pytest.mark.parametrize("page", **by_name(NOTEBOOKS))
 def test_colab_launch_button(rendered: Any, page: SourcePage):
-    links = rendered(page).facts["colabLinks"]
+    shown = rendered(page)
+    links = shown.facts["colabLinks"]
     assert colab_url(page) in links, (
         f"no Colab launch link {colab_url(page)} on {page.file}; found {links} "
         "(check launch_buttons and repository in _config.yml; the button opens the .md "
-        "instead when the paired .ipynb is missing from the repository)"
+        f"instead when the paired .ipynb is missing from the repository)\n{shown.context()}"
     )
 
 
