@@ -18,6 +18,8 @@ import jupytext
 import nbval.plugin
 import pytest
 
+from tests.bookpages import has_kernel
+
 ROOT = Path(__file__).parent
 BOOK = ROOT / "book"
 
@@ -29,12 +31,11 @@ if os.environ.get("VICOURSE_DATA"):
 
 def is_chapter(path: Path) -> bool:
     """A chapter is a book/*.md file with a jupytext header (not e.g. the bibliography page)."""
-    return path.suffix == ".md" and path.parent == BOOK and _has_kernel(path)
+    if path.suffix != ".md" or path.parent != BOOK:
+        return False
+    return has_kernel(path.read_text(encoding="utf-8"))
 
 
-def _has_kernel(path: Path) -> bool:
-    head = path.read_text(encoding="utf-8").split("\n---", 1)[0]
-    return head.startswith("---") and "kernelspec:" in head
 
 
 class MystNotebook(nbval.plugin.IPyNbFile):

@@ -14,6 +14,7 @@ import jupytext
 import nbformat
 import pytest
 import yaml
+from bookpages import has_kernel, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -21,21 +22,8 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
 
-def toc_files(toc: dict) -> list[str]:
-    """Every 'file' entry of a jb-book table of contents, root first."""
-    files = [toc["root"]]
-    stack = list(toc.get("chapters", [])) + [c for p in toc.get("parts", []) for c in p["chapters"]]
-    while stack:
-        entry = stack.pop(0)
-        if "file" in entry:
-            files.append(entry["file"])
-        stack[:0] = entry.get("sections", [])
-    return files
-
-
 def is_notebook(path: Path) -> bool:
-    header = path.read_text(encoding="utf-8").split("\n---", 1)[0]
-    return header.startswith("---") and "kernelspec:" in header
+    return has_kernel(path.read_text(encoding="utf-8"))
 
 
 PAGES = [ROOT / f"{name}.md" for name in toc_files(TOC)]
@@ -65,7 +53,8 @@ def test_paired_notebook_is_in_sync_and_has_no_outputs(chapter: Path):
     assert paired.exists(), f"{paired.name} is missing: Colab needs it; {fix}"
     source = jupytext.read(chapter, fmt="md:myst")
     notebook = nbformat.read(paired, as_version=4)
-    assert cell_signature(notebook) == cell_signature(source), f"{paired.name} is out of sync; {fix}"
+    in_sync = cell_signature(notebook) == cell_signature(source)
+    assert in_sync, f"{paired.name} is out of sync; {fix}"
     with_outputs = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.outputs]
     assert not with_outputs, f"{paired.name} stores outputs in cells {with_outputs}; strip them"
 

@@ -42,6 +42,7 @@ from typing import Any
 import jupytext
 import pytest
 import yaml
+from bookpages import has_kernel, toc_files
 
 pytestmark = pytest.mark.browser
 
@@ -110,18 +111,6 @@ class SourcePage:
         return bool(re.search(r"^\s*(`{3,}|:{3,})\{bibliography\}", self.markdown, re.M))
 
 
-def toc_files(toc: dict) -> list[str]:
-    """Every 'file' entry of a jb-book table of contents, root first."""
-    files = [toc["root"]]
-    stack = list(toc.get("chapters", [])) + [c for p in toc.get("parts", []) for c in p["chapters"]]
-    while stack:
-        entry = stack.pop(0)
-        if "file" in entry:
-            files.append(entry["file"])
-        stack[:0] = entry.get("sections", [])
-    return files
-
-
 def find_file(relative: str) -> Path:
     """A source file of the book: next to the toc first (a private book), then the repository."""
     for folder in (TOC_PATH.parent, ROOT):
@@ -133,8 +122,7 @@ def find_file(relative: str) -> Path:
 def read_page(file: str) -> SourcePage:
     path = find_file(f"{file}.md")
     text = path.read_text(encoding="utf-8")
-    header = text.split("\n---", 1)[0]
-    if not (header.startswith("---") and "kernelspec:" in header):
+    if not has_kernel(text):
         return SourcePage(file, path, is_notebook=False, markdown=without_code_blocks(text))
     cells = jupytext.reads(text, fmt="md:myst").cells
     tags = [frozenset(cell.metadata.get("tags", [])) for cell in cells]
