@@ -24,6 +24,7 @@ ROOT = Path(__file__).parent
 BOOK = ROOT / "book"
 
 collect_ignore_glob = ["book/*.ipynb", "_build/*"]
+pytest_plugins = ["pytester"]  # tests/test_book.py runs the chapter collector in a scratch project
 
 if os.environ.get("VICOURSE_DATA"):
     os.environ["VICOURSE_DATA"] = str(Path(os.environ["VICOURSE_DATA"]).expanduser().resolve())

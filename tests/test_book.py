@@ -78,3 +78,34 @@ def test_build_fails_on_errors_and_offers_colab():
     assert "**.ipynb" in CONFIG["exclude_patterns"], "paired notebooks must not be built twice"
     assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
+
+
+HEADER = (
+    "---\njupytext:\n  formats: ipynb,md:myst\nkernelspec:\n"
+    "  display_name: Python 3\n  language: python\n  name: python3\n---\n"
+)
+
+
+def _book_project(pytester: pytest.Pytester, chapter: str) -> None:
+    """A copy of the chapter collector in a scratch project with one chapter book/ch.md."""
+    pytester.makeconftest((ROOT / "conftest.py").read_text(encoding="utf-8"))
+    pytester.mkpydir("tests").joinpath("bookpages.py").write_text(
+        (ROOT / "tests" / "bookpages.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    pytester.mkdir("book").joinpath("ch.md").write_text(HEADER + chapter, encoding="utf-8")
+
+
+def test_collector_executes_myst_chapters_and_their_assertions(pytester: pytest.Pytester):
+    body = "# A chapter\n\n```{code-cell} ipython3\nx = 2\n```\n\n"
+    body += "```{code-cell} ipython3\nassert x == 3, 'the claim is false'\n```\n"
+    _book_project(pytester, body)
+    result = pytester.runpytest("--nbval-lax", "--nbval-current-env", "book")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*the claim is false*"])
+
+
+def test_collector_fails_loudly_on_a_chapter_without_code_cells(pytester: pytest.Pytester):
+    _book_project(pytester, "# Prose only\n\nNo code here.\n")
+    result = pytester.runpytest("--nbval-lax", "--nbval-current-env", "book")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*yields no code cells*"])
