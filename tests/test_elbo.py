@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence
@@ -156,3 +157,16 @@ def test_log_joint_that_does_not_sum_over_the_event_is_rejected():
     expected = r"log_joint returned shape \(5, 3\) but log q\(z\) has shape \(5,\)"
     with pytest.raises(ValueError, match=expected):
         elbo_samples(elementwise, q, 5)
+
+
+@pytest.mark.parametrize("num_samples", [np.int64(6), np.int32(6), 6])
+def test_num_samples_accepts_numpy_integers(num_samples):
+    model, x, q = toy_setup()
+    assert elbo_samples(lambda z: model.log_joint(x, z), q, num_samples).shape == (6, 5)
+
+
+@pytest.mark.parametrize("bad", [True, False, np.float64(6.0)])
+def test_num_samples_rejects_bools_and_numpy_floats(bad):
+    model, x, q = toy_setup()
+    with pytest.raises(ValueError, match=r"num_samples must be a positive integer"):
+        elbo_samples(lambda z: model.log_joint(x, z), q, bad)

@@ -9,6 +9,7 @@ r"""Monte Carlo estimates of the evidence lower bound.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 from torch import Tensor
@@ -31,8 +32,13 @@ def elbo_samples(
     Returns:
         Tensor of shape ``(S, *q.batch_shape)``.
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
+    try:
+        count = operator.index(num_samples)  # accepts numpy integers, rejects floats
+    except TypeError:
+        count = 0
+    if isinstance(num_samples, bool) or count < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    num_samples = count
     if not q.has_rsample:
         raise TypeError(
             f"{type(q).__name__} has no reparameterized sampler (rsample); "

@@ -20,11 +20,41 @@ For a Gaussian :math:`q(z) = \mathcal N(m, v)` the ELBO has a closed form too
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
+from numbers import Real
 
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal, Normal
+
+
+def _is_positive_finite(value: object) -> bool:
+    """True for a real number (Python or numpy, not bool) that is finite and > 0."""
+    return (isinstance(value, Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _positive_count(n: object, name: str) -> int:
+    """n as a Python int if it is an integer >= 1 (numpy integers too, bools not)."""
+    try:
+        count = operator.index(n)
+    except TypeError:
+        count = 0
+    if isinstance(n, bool) or count < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return count
+
+
+def _floating(value: Tensor, name: str) -> Tensor:
+    """value as a tensor, which must have a floating-point dtype (integers would truncate s)."""
+    value = torch.as_tensor(value)
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
+            f"convert it with {name}.double() or {name}.float()"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -38,18 +68,19 @@ class ConjugateGaussian:
     noise_std: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.noise_std, int | float) and math.isfinite(self.noise_std)
-                and self.noise_std > 0):
+        if not _is_positive_finite(self.noise_std):
             raise ValueError(
                 f"noise_std must be a positive finite number, got {self.noise_std!r}"
             )
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log N(z; 0, 1), elementwise."""
+        z = _floating(z, "z")
         return Normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log N(x; z, s^2), elementwise (x and z broadcast)."""
+        z = _floating(z, "z")
         return Normal(z, torch.full_like(z, self.noise_std)).log_prob(x)
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
@@ -58,6 +89,7 @@ class ConjugateGaussian:
 
     def log_evidence(self, x: Tensor) -> Tensor:
         """log p(x) = log N(x; 0, 1 + s^2), elementwise."""
+        x = _floating(x, "x")
         scale = torch.full_like(x, math.sqrt(1.0 + self.noise_std**2))
         return Normal(torch.zeros_like(x), scale).log_prob(x)
 
@@ -90,8 +122,7 @@ class ConjugateGaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw n pairs (z, x) from the model; returns two tensors of shape (n,)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        n = _positive_count(n, "n")
         z = torch.randn(n, generator=generator)
         x = z + self.noise_std * torch.randn(n, generator=generator)
         return z, x
@@ -128,11 +159,12 @@ class LinearGaussian:
             raise ValueError(
                 f"weights must be a sequence of K numbers, e.g. (1.0, 1.0), got {self.weights!r}"
             ) from None
-        if len(w) < 1 or not all(isinstance(v, int | float) and math.isfinite(v) for v in w):
+        if len(w) < 1 or not all(
+            isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in w
+        ):
             raise ValueError(f"weights must be a non-empty sequence of finite numbers, got {w!r}")
         object.__setattr__(self, "weights", tuple(float(v) for v in w))
-        if not (isinstance(self.noise_std, int | float) and math.isfinite(self.noise_std)
-                and self.noise_std > 0):
+        if not _is_positive_finite(self.noise_std):
             raise ValueError(
                 f"noise_std must be a positive finite number, got {self.noise_std!r}"
             )
@@ -145,21 +177,23 @@ class LinearGaussian:
     def _w(self, like: Tensor) -> Tensor:
         return torch.tensor(self.weights, dtype=like.dtype, device=like.device)
 
-    def _check_z(self, z: Tensor) -> None:
+    def _check_z(self, z: Tensor) -> Tensor:
+        z = _floating(z, "z")
         if z.ndim < 1 or z.shape[-1] != self.dim:
             raise ValueError(
                 f"z must have shape (..., {self.dim}) (last dimension = number of latents), "
                 f"got {tuple(z.shape)}"
             )
+        return z
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log N(z; 0, I_K) for z of shape (..., K); returns shape (...)."""
-        self._check_z(z)
+        z = self._check_z(z)
         return Normal(torch.zeros_like(z), torch.ones_like(z)).log_prob(z).sum(-1)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log N(x; w^T z, s^2) for z of shape (..., K) and x broadcasting with (...)."""
-        self._check_z(z)
+        z = self._check_z(z)
         loc = z @ self._w(z)
         return Normal(loc, torch.full_like(loc, self.noise_std)).log_prob(x)
 
@@ -169,15 +203,14 @@ class LinearGaussian:
 
     def log_evidence(self, x: Tensor) -> Tensor:
         """log p(x) = log N(x; 0, ||w||^2 + s^2), elementwise."""
+        x = _floating(x, "x")
         w = self._w(x)
         scale = torch.sqrt(w.pow(2).sum() + self.noise_std**2).expand_as(x)
         return Normal(torch.zeros_like(x), scale).log_prob(x)
 
     def posterior(self, x: Tensor) -> MultivariateNormal:
         """The exact posterior p(z | x), a MultivariateNormal with batch shape x.shape."""
-        x = torch.as_tensor(x)
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        x = _floating(x, "x")
         w = self._w(x)
         total = w.pow(2).sum() + self.noise_std**2
         mean = x.unsqueeze(-1) * w / total
@@ -198,7 +231,7 @@ class AffineGaussianEncoder(torch.nn.Module):
 
     def __init__(self, slope: float = 0.0, intercept: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
-        if not (math.isfinite(std) and std > 0):
+        if not _is_positive_finite(std):
             raise ValueError(f"std must be a positive finite number, got {std!r}")
         self.slope = torch.nn.Parameter(torch.tensor(float(slope)))
         self.intercept = torch.nn.Parameter(torch.tensor(float(intercept)))
