@@ -37,8 +37,6 @@ def is_chapter(path: Path) -> bool:
     return has_kernel(path.read_text(encoding="utf-8"))
 
 
-
-
 class MystNotebook(nbval.plugin.IPyNbFile):
     """nbval's notebook collector, fed from a MyST Markdown chapter via jupytext."""
 

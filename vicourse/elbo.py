@@ -9,11 +9,12 @@ r"""Monte Carlo estimates of the evidence lower bound.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 
 from torch import Tensor
 from torch.distributions import Distribution
+
+from vicourse._checks import positive_count
 
 
 def elbo_samples(
@@ -32,13 +33,7 @@ def elbo_samples(
     Returns:
         Tensor of shape ``(S, *q.batch_shape)``.
     """
-    try:
-        count = operator.index(num_samples)  # accepts numpy integers, rejects floats
-    except TypeError:
-        count = 0
-    if isinstance(num_samples, bool) or count < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    num_samples = count
+    num_samples = positive_count(num_samples, "num_samples")
     if not q.has_rsample:
         raise TypeError(
             f"{type(q).__name__} has no reparameterized sampler (rsample); "

@@ -20,30 +20,13 @@ For a Gaussian :math:`q(z) = \mathcal N(m, v)` the ELBO has a closed form too
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal, Normal
 
-
-def _is_positive_finite(value: object) -> bool:
-    """True for a real number (Python or numpy, not bool) that is finite and > 0."""
-    return (isinstance(value, Real) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
-
-
-def _positive_count(n: object, name: str) -> int:
-    """n as a Python int if it is an integer >= 1 (numpy integers too, bools not)."""
-    try:
-        count = operator.index(n)
-    except TypeError:
-        count = 0
-    if isinstance(n, bool) or count < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return count
+from vicourse._checks import check_positive_finite, is_finite_real, positive_count
 
 
 def _floating(value: Tensor, name: str) -> Tensor:
@@ -68,10 +51,7 @@ class ConjugateGaussian:
     noise_std: float = 1.0
 
     def __post_init__(self) -> None:
-        if not _is_positive_finite(self.noise_std):
-            raise ValueError(
-                f"noise_std must be a positive finite number, got {self.noise_std!r}"
-            )
+        check_positive_finite(self.noise_std, "noise_std")
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log N(z; 0, 1), elementwise."""
@@ -122,7 +102,7 @@ class ConjugateGaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw n pairs (z, x) from the model; returns two tensors of shape (n,)."""
-        n = _positive_count(n, "n")
+        n = positive_count(n, "n")
         z = torch.randn(n, generator=generator)
         x = z + self.noise_std * torch.randn(n, generator=generator)
         return z, x
@@ -159,15 +139,10 @@ class LinearGaussian:
             raise ValueError(
                 f"weights must be a sequence of K numbers, e.g. (1.0, 1.0), got {self.weights!r}"
             ) from None
-        if len(w) < 1 or not all(
-            isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in w
-        ):
+        if len(w) < 1 or not all(is_finite_real(v) for v in w):
             raise ValueError(f"weights must be a non-empty sequence of finite numbers, got {w!r}")
         object.__setattr__(self, "weights", tuple(float(v) for v in w))
-        if not _is_positive_finite(self.noise_std):
-            raise ValueError(
-                f"noise_std must be a positive finite number, got {self.noise_std!r}"
-            )
+        check_positive_finite(self.noise_std, "noise_std")
 
     @property
     def dim(self) -> int:
@@ -231,8 +206,7 @@ class AffineGaussianEncoder(torch.nn.Module):
 
     def __init__(self, slope: float = 0.0, intercept: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
-        if not _is_positive_finite(std):
-            raise ValueError(f"std must be a positive finite number, got {std!r}")
+        check_positive_finite(std, "std")
         self.slope = torch.nn.Parameter(torch.tensor(float(slope)))
         self.intercept = torch.nn.Parameter(torch.tensor(float(intercept)))
         self.log_std = torch.nn.Parameter(torch.tensor(math.log(std)))
