@@ -8,6 +8,7 @@ the one repository URL in ``_config.yml``, and the build fails on any cell error
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jupytext
@@ -73,7 +74,9 @@ def test_first_code_cell_installs_vicourse_only_in_colab(chapter: Path):
 
 def test_build_fails_on_errors_and_offers_colab():
     execute = CONFIG["execute"]
-    assert execute["execute_notebooks"] == "force"
+    # "cache": executed notebooks are stored where conftest.py can reuse them for nbval.
+    assert execute["execute_notebooks"] == "cache"
+    assert execute["cache"] == "_build/.jupyter_cache"
     assert execute["raise_on_error"] is True and execute["allow_errors"] is False
     assert "**.ipynb" in CONFIG["exclude_patterns"], "paired notebooks must not be built twice"
     assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
@@ -109,3 +112,65 @@ def test_collector_fails_loudly_on_a_chapter_without_code_cells(pytester: pytest
     result = pytester.runpytest("--nbval-lax", "--nbval-current-env", "book")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*yields no code cells*"])
+
+
+CACHE_SCRIPT = """
+import sys
+import jupytext, nbformat
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
+
+path, folder, error = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+notebook = jupytext.read(path, fmt="md:myst")
+code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+for cell in code:
+    cell.outputs = []
+if error:
+    code[-1].outputs = [nbformat.v4.new_output(
+        "error", ename="AssertionError", evalue="the claim is false", traceback=[])]
+get_cache(folder).cache_notebook_bundle(
+    CacheBundleIn(notebook, path), check_validity=False, overwrite=True)
+"""
+
+
+def _cache_executed_copy(pytester: pytest.Pytester, error: bool) -> Path:
+    """Store an 'executed' copy of book/ch.md in a jupyter-cache, as the book build would.
+
+    In a subprocess: jupyter-cache's database layer (SQLAlchemy) does not survive the module
+    reloading of pytester's in-process runs.
+    """
+    folder = pytester.path / "cache"
+    script = pytester.path / "cache_it.py"
+    script.write_text(CACHE_SCRIPT, encoding="utf-8")
+    result = pytester.run(sys.executable, script, pytester.path / "book" / "ch.md", folder,
+                          "1" if error else "0")
+    assert result.ret == 0, result.stderr.str()
+    return folder
+
+
+@pytest.mark.parametrize("error", [False, True])
+def test_collector_reuses_the_build_execution(pytester: pytest.Pytester, monkeypatch, error):
+    body = "# A chapter\n\n```{code-cell} ipython3\nraise SystemExit('must not run')\n```\n"
+    _book_project(pytester, body)
+    monkeypatch.setenv("VICOURSE_BUILD_CACHE", str(_cache_executed_copy(pytester, error)))
+    result = pytester.runpytest_subprocess("--nbval-lax", "--nbval-current-env", "book", "-v")
+    if error:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*code cell 1 raised AssertionError: the claim is false*"])
+    else:
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*executed-by-build PASSED*"])
+
+
+def test_collector_runs_a_chapter_whose_code_changed_since_the_build(
+    pytester: pytest.Pytester, monkeypatch
+):
+    body = "# A chapter\n\n```{code-cell} ipython3\nx = 2\n```\n"
+    _book_project(pytester, body)
+    folder = _cache_executed_copy(pytester, error=False)
+    changed = body.replace("x = 2", "assert False, 'the new code ran'")
+    (pytester.path / "book" / "ch.md").write_text(HEADER + changed, encoding="utf-8")
+    monkeypatch.setenv("VICOURSE_BUILD_CACHE", str(folder))
+    result = pytester.runpytest_subprocess("--nbval-lax", "--nbval-current-env", "book")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the new code ran*"])

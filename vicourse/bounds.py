@@ -1,0 +1,157 @@
+r"""Bounds on :math:`\log p(x)` for a VAE: the ELBO, the importance weighted bound, and the
+importance-sampled log-likelihood estimate.
+
+For one image :math:`x` and an encoder :math:`q(z\mid x)`,
+
+.. math::
+
+    \mathrm{ELBO}(x) = \mathbb E_{q(z|x)}[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)),
+
+    \mathcal L_K(x) = \mathbb E\Big[\log \frac1K \sum_{k=1}^K
+        \frac{p(x, z_k)}{q(z_k\mid x)}\Big], \quad z_k \sim q(z\mid x)
+        \text{ independently},
+
+and :math:`\mathcal L_1 = \mathrm{ELBO} \le \mathcal L_K \le \log p(x)`. Everything is per
+image, in nats; a batch gives one value per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vicourse._checks import positive_count
+from vicourse.gaussian_kl import kl_diag_gaussian_std_normal
+from vicourse.vae import VAE, reparameterized_sample
+
+
+def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+    r""":math:`\log p(x \mid z) = \sum_d x_d \log\sigma(f_d) + (1 - x_d)\log(1 - \sigma(f_d))`.
+
+    Computed from the logits :math:`f` with ``binary_cross_entropy_with_logits``, which stays
+    finite for any finite logit (never ``log(sigmoid(f))``).
+
+    Args:
+        logits: shape ``(..., D)``.
+        x: binary targets in {0, 1}, shape broadcastable to ``logits``.
+
+    Returns:
+        Shape ``(...)``: summed over the D pixels.
+    """
+    _check_binary(x)
+    x = x.to(logits.dtype).expand_as(logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+def elbo(model: VAE, x: Tensor) -> Tensor:
+    r"""Per-image ELBO: one reparameterized sample for the reconstruction term, the KL in
+    closed form (chapter 3).
+
+    .. math::
+
+        \widehat{\mathrm{ELBO}}(x) = \log p_\theta(x \mid z) - \mathrm{KL}\big(
+            \mathcal N(\mu, \operatorname{diag} e^{\ell}) \,\|\, \mathcal N(0, I)\big),
+        \qquad z = \mu + e^{\ell/2} \odot \varepsilon .
+
+    Args:
+        model: the VAE.
+        x: binary images, shape ``(B, D)``.
+
+    Returns:
+        Shape ``(B,)``, nats per image; differentiable in the parameters of both networks.
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterized_sample(mu, logvar)
+    return bernoulli_log_likelihood(model.decode(z), x) - kl_diag_gaussian_std_normal(mu, logvar)
+
+
+def negative_elbo_loss(model: VAE, x: Tensor) -> Tensor:
+    """The training loss: the negative ELBO averaged over the images of the batch (a scalar).
+
+    Both terms are per image before averaging, so the loss does not depend on the batch size.
+    """
+    return -elbo(model, x).mean()
+
+
+def log_importance_weights(model: VAE, x: Tensor, num_samples: int) -> Tensor:
+    r""":math:`\log w_k = \log p(z_k) + \log p(x \mid z_k) - \log q(z_k \mid x)` for
+    :math:`z_k \sim q(z \mid x)`, :math:`k = 1..K`.
+
+    Args:
+        model: the VAE.
+        x: binary images, shape ``(B, D)``.
+        num_samples: K.
+
+    Returns:
+        Shape ``(K, B)``.
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterized_sample(mu, logvar, num_samples)  # (K, B, latent)
+    std = torch.exp(0.5 * logvar)
+    log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
+    log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    return log_prior + bernoulli_log_likelihood(model.decode(z), x) - log_q
+
+
+def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
+    r"""One-sample estimate of :math:`\mathcal L_K`, per image, by log-sum-exp:
+
+    .. math::
+
+        \widehat{\mathcal L}_K(x) = \operatorname{logsumexp}_k \log w_k - \log K .
+
+    Returns:
+        Shape ``(B,)``; differentiable (reparameterized), so it is also the IWAE training
+        objective.
+    """
+    log_w = log_importance_weights(model, x, num_samples)
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+@torch.no_grad()
+def log_likelihood_estimate(
+    model: VAE, x: Tensor, num_samples: int = 1000, chunk_size: int = 100
+) -> Tensor:
+    r"""Importance-sampled estimate of :math:`\log p(x)` with K proposals from the encoder.
+
+    The same quantity as :func:`iwae_bound` (without gradients), computed for memory in
+    chunks of images and of proposals: the running log-sum-exp over chunks of proposals is
+    exact, :math:`\operatorname{logsumexp}(a \cup b) =
+    \operatorname{logaddexp}(\operatorname{logsumexp} a, \operatorname{logsumexp} b)`.
+    As K grows it approaches :math:`\log p(x)` from below on average.
+
+    Args:
+        model: the VAE.
+        x: binary images, shape ``(B, D)``.
+        num_samples: K, the number of proposals per image.
+        chunk_size: images and proposals handled at once (memory is about
+            ``chunk_size**2 * D`` floats).
+
+    Returns:
+        Shape ``(B,)``, nats per image.
+    """
+    num_samples = positive_count(num_samples, "num_samples")
+    chunk_size = positive_count(chunk_size, "chunk_size")
+    results = []
+    for images in x.split(chunk_size):
+        total = torch.full((len(images),), -math.inf, dtype=images.dtype, device=images.device)
+        for start in range(0, num_samples, chunk_size):
+            k = min(chunk_size, num_samples - start)
+            total = torch.logaddexp(
+                total, torch.logsumexp(log_importance_weights(model, images, k), 0)
+            )
+        results.append(total - math.log(num_samples))
+    return torch.cat(results)
+
+
+def _check_binary(x: Tensor) -> None:
+    if int(torch.count_nonzero(x * (1 - x))):  # zero exactly when every x is 0 or 1
+        bad = x[(x != 0) & (x != 1)].flatten()[:3].tolist()
+        raise ValueError(
+            "the Bernoulli likelihood needs targets in {0, 1}, got values such as "
+            f"{[round(v, 4) for v in bad]}; binarize grey levels first with "
+            "vicourse.data.binarize_dynamic (a Bernoulli draw) or binarize_threshold"
+        )

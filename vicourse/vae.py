@@ -1,0 +1,127 @@
+r"""The variational autoencoder: a Gaussian encoder and a Bernoulli decoder.
+
+Generative model (decoder, parameters :math:`\theta`), for an image :math:`x \in \{0,1\}^D`:
+
+.. math::
+
+    z \sim \mathcal N(0, I_K), \qquad
+    x_d \mid z \sim \operatorname{Bernoulli}\big(\sigma(f_\theta(z)_d)\big),
+    \quad d = 1, \dots, D,
+
+where :math:`f_\theta` is a multilayer perceptron that outputs *logits*. Inference model
+(encoder, parameters :math:`\phi`):
+
+.. math::
+
+    q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag} e^{\ell_\phi(x)}\big),
+
+with :math:`\ell = \log\sigma^2`, both heads of one multilayer perceptron.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from vicourse._checks import positive_count
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+def reparameterized_sample(mu: Tensor, logvar: Tensor, num_samples: int | None = None) -> Tensor:
+    r""":math:`z = \mu + \sigma \odot \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
+
+    The randomness is in :math:`\varepsilon`, which does not depend on :math:`(\mu, \ell)`, so
+    gradients flow from z to the encoder's outputs.
+
+    Args:
+        mu, logvar: shape ``(B, K)``; ``logvar`` is :math:`\log\sigma^2`.
+        num_samples: if given, draw that many samples per row.
+
+    Returns:
+        Shape ``(B, K)``, or ``(num_samples, B, K)`` when ``num_samples`` is given.
+    """
+    if mu.shape != logvar.shape:
+        raise ValueError(
+            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
+            f"{tuple(logvar.shape)}"
+        )
+    shape = mu.shape if num_samples is None else (positive_count(num_samples, "num_samples"),
+                                                  *mu.shape)
+    eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+class VAE(nn.Module):
+    """Gaussian encoder :math:`q_\\phi(z|x)` and Bernoulli decoder :math:`p_\\theta(x|z)`.
+
+    Args:
+        data_dim: D, pixels per image (784 for MNIST).
+        hidden: widths of the hidden layers of the encoder; the decoder mirrors them.
+        latent_dim: K.
+    """
+
+    def __init__(
+        self, data_dim: int = 784, hidden: Sequence[int] = (200, 200), latent_dim: int = 20
+    ) -> None:
+        super().__init__()
+        self.data_dim = positive_count(data_dim, "data_dim")
+        self.latent_dim = positive_count(latent_dim, "latent_dim")
+        self.hidden = tuple(positive_count(h, "hidden width") for h in hidden)
+        self.encoder = mlp([self.data_dim, *self.hidden, 2 * self.latent_dim])
+        self.decoder = mlp([self.latent_dim, *reversed(self.hidden), self.data_dim])
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of :math:`q(z|x)`: x of shape ``(B, D)`` -> two ``(B, K)``."""
+        _check_last_dim(x, self.data_dim, "x", "images", "flatten them: x.reshape(len(x), -1)")
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Bernoulli logits :math:`f_\\theta(z)`: z of shape ``(..., K)`` -> ``(..., D)``."""
+        _check_last_dim(z, self.latent_dim, "z", "latent codes",
+                        f"this decoder was built with latent_dim={self.latent_dim}")
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def init_output_bias(self, pixel_means: Tensor, eps: float = 1e-3) -> None:
+        r"""Start the decoder at the best model with independent pixels.
+
+        Sets the last layer's bias to :math:`\operatorname{logit}(\bar x_d)`, the mean of
+        each pixel over the training set (clamped to ``[eps, 1 - eps]``), so that before
+        training the decoder already predicts every pixel's average.
+
+        Args:
+            pixel_means: shape ``(D,)``, values in [0, 1].
+        """
+        if pixel_means.shape != (self.data_dim,):
+            raise ValueError(
+                f"pixel_means must have shape ({self.data_dim},), got "
+                f"{tuple(pixel_means.shape)}; pass images.mean(0)"
+            )
+        self.decoder[-1].bias.copy_(torch.logit(pixel_means.clamp(eps, 1 - eps)))
+
+    @torch.no_grad()
+    def sample(self, num_images: int, generator: torch.Generator | None = None) -> Tensor:
+        """Bernoulli means :math:`\\sigma(f_\\theta(z))` for z drawn from the prior, ``(N, D)``."""
+        num_images = positive_count(num_images, "num_images")
+        device = next(self.parameters()).device
+        z = torch.randn(num_images, self.latent_dim, generator=generator, device=device)
+        return torch.sigmoid(self.decode(z))
+
+
+def _check_last_dim(t: Tensor, size: int, name: str, what: str, hint: str) -> None:
+    if t.ndim < 2 or t.shape[-1] != size:
+        raise ValueError(
+            f"{name} must have shape (batch, {size}) ({what}), got {tuple(t.shape)}; {hint}"
+        )
