@@ -1,0 +1,298 @@
+r"""The banana posterior: two parameters, one observed sum, a curved posterior.
+
+.. math::
+
+    \theta \sim \mathcal N(0, \sigma_\theta^2 I_2), \qquad
+    y_i \mid \theta \sim \mathcal N(\theta_1 + \theta_2^2, \sigma_y^2), \quad i = 1, \dots, n .
+
+The data depend on :math:`\theta` only through :math:`\theta_1 + \theta_2^2`, so the posterior
+concentrates near the parabola :math:`\theta_1 + \theta_2^2 = \bar y` and has the shape of a
+banana. Everything below is computed in log space, from ``torch.distributions``:
+
+* the likelihood uses the sufficient statistic :math:`\bar y` (:meth:`Banana.log_likelihood`),
+  so evaluating it costs the same for any :math:`n`;
+* the normalizer :math:`Z = p(y) = \int p(y, \theta)\, \mathrm d\theta` comes from the
+  trapezoidal rule on a grid (:meth:`Banana.posterior_grid`), which converges quickly because
+  the integrand is smooth and negligible at the edges of the grid;
+* :math:`\theta_1` given :math:`\theta_2` is Gaussian, which gives exact posterior samples
+  (:meth:`Banana.sample_posterior`).
+
+:func:`banana_data` generates the book's data set, the same for every reader.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Normal
+
+from vicourse._checks import check_positive_finite, is_finite_real, positive_count
+
+TRUE_THETA = (0.5, math.sqrt(0.5))
+"""The parameter that generates the book's data; :math:`\\theta_1 + \\theta_2^2 = 1`."""
+DATA_SEED = 20_09
+"""The seed of the book's data set (:func:`banana_data`)."""
+
+
+def banana_data(
+    n: int = 100,
+    theta: tuple[float, float] = TRUE_THETA,
+    sigma_y: float = 2.0,
+    seed: int = DATA_SEED,
+) -> Tensor:
+    r"""Observations :math:`y_i = \theta_1 + \theta_2^2 + \sigma_y \varepsilon_i`, float64.
+
+    With the defaults this is the book's data set: n = 100 draws with
+    :math:`\theta_1 + \theta_2^2 = 1`, from a fixed seed, identical for every reader.
+
+    Returns:
+        Tensor of shape ``(n,)``.
+    """
+    n = positive_count(n, "n")
+    check_positive_finite(sigma_y, "sigma_y")
+    if len(theta) != 2 or not all(is_finite_real(v) for v in theta):
+        raise ValueError(f"theta must be two finite numbers (theta_1, theta_2), got {theta!r}")
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, generator=generator, dtype=torch.float64)
+    return theta[0] + theta[1] ** 2 + sigma_y * noise
+
+
+@dataclass(frozen=True)
+class PosteriorGrid:
+    r"""The exact posterior density on a square grid (for contour plots, moments, KLs).
+
+    Attributes:
+        theta1, theta2: the grid coordinates, each of shape ``(N,)``.
+        log_density: :math:`\log p(\theta \mid y)` at ``(theta1[i], theta2[j])``, shape
+            ``(N, N)`` (``indexing="ij"``: plot it with ``contour(theta1, theta2, d.T)``).
+        log_weights: log trapezoidal weights of the grid points, shape ``(N, N)``; the
+            integral of f is approximated by ``sum(exp(log_weights) * f)``.
+        log_normalizer: :math:`\log Z = \log p(y)` from the same trapezoidal rule.
+    """
+
+    theta1: Tensor
+    theta2: Tensor
+    log_density: Tensor
+    log_weights: Tensor
+    log_normalizer: float
+
+    @property
+    def density(self) -> Tensor:
+        """The posterior density on the grid, shape ``(N, N)``."""
+        return self.log_density.exp()
+
+    def expectation(self, values: Tensor) -> Tensor:
+        r""":math:`\mathbb E_{p(\theta \mid y)}[f(\theta)]` for ``values`` = f on the grid,
+        of shape ``(N, N, ...)``; returns shape ``(...)``."""
+        weights = (self.log_weights + self.log_density).exp()
+        return torch.einsum("ij,ij...->...", weights, values)
+
+
+class Banana:
+    r"""The banana model of one data set ``y``.
+
+    Args:
+        y: the observations, a 1-D float tensor of shape ``(n,)``; default: the book's
+            data set :func:`banana_data`.
+        sigma_y: the observation noise :math:`\sigma_y > 0` (default 2).
+        sigma_theta: the prior scale :math:`\sigma_\theta > 0` (default 1).
+
+    All log densities take ``theta`` of shape ``(..., 2)`` and return shape ``(...)``, in the
+    dtype of ``theta``; they are differentiable in ``theta``.
+    """
+
+    def __init__(
+        self, y: Tensor | None = None, sigma_y: float = 2.0, sigma_theta: float = 1.0
+    ) -> None:
+        check_positive_finite(sigma_y, "sigma_y")
+        check_positive_finite(sigma_theta, "sigma_theta")
+        y = banana_data() if y is None else torch.as_tensor(y)
+        if not y.is_floating_point() or y.ndim != 1 or len(y) == 0:
+            raise ValueError(
+                "y must be a non-empty 1-D floating-point tensor of observations, got "
+                f"dtype {y.dtype} and shape {tuple(y.shape)}; pass torch.tensor([...], "
+                "dtype=torch.float64)"
+            )
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("y contains NaN or infinite values; pass finite observations")
+        self.y = y.detach().to(torch.float64)
+        self.sigma_y = float(sigma_y)
+        self.sigma_theta = float(sigma_theta)
+        self.n = len(self.y)
+        self.y_mean = float(self.y.mean())
+        self._mean_scale = self.sigma_y / math.sqrt(self.n)
+        # Distributions with 0-dim float64 parameters: they give float64 log densities for
+        # float64 theta and keep float32 theta in float32 (0-dim tensors do not promote).
+        y_mean, scale, zero = (torch.tensor(v, dtype=torch.float64)
+                               for v in (self.y_mean, self._mean_scale, 0.0))
+        self._prior = Normal(zero, zero + self.sigma_theta, validate_args=False)
+        # N(y_mean; m, s^2) = N(m; y_mean, s^2): one fixed distribution evaluated at m.
+        self._mean_likelihood = Normal(y_mean, scale, validate_args=False)
+        self.loglik_offset = float(
+            Normal(y_mean, zero + self.sigma_y).log_prob(self.y).sum()
+            - self._mean_likelihood.log_prob(y_mean)
+        )
+
+    def __repr__(self) -> str:
+        return (f"Banana(n={self.n}, y_mean={self.y_mean:.4f}, sigma_y={self.sigma_y}, "
+                f"sigma_theta={self.sigma_theta})")
+
+    @staticmethod
+    def _check_theta(theta: Tensor) -> Tensor:
+        if not isinstance(theta, Tensor) or not theta.is_floating_point():
+            raise TypeError(
+                "theta must be a floating-point torch tensor of shape (..., 2), got "
+                f"{type(theta).__name__}"
+                + (f" of dtype {theta.dtype}" if isinstance(theta, Tensor) else "")
+            )
+        if theta.ndim == 0 or theta.shape[-1] != 2:
+            raise ValueError(
+                f"theta must have shape (..., 2) (the last dimension holds theta_1, theta_2), "
+                f"got {tuple(theta.shape)}"
+            )
+        return theta
+
+    def log_prior(self, theta: Tensor) -> Tensor:
+        r""":math:`\log \mathcal N(\theta; 0, \sigma_\theta^2 I_2)`; shape ``(..., 2) -> (...)``."""
+        theta = self._check_theta(theta)
+        return self._prior.log_prob(theta).sum(-1)
+
+    def log_likelihood(self, theta: Tensor) -> Tensor:
+        r""":math:`\sum_{i=1}^n \log \mathcal N(y_i; \theta_1 + \theta_2^2, \sigma_y^2)`.
+
+        Computed from the sufficient statistic: since
+        :math:`\sum_i (y_i - m)^2 = \sum_i (y_i - \bar y)^2 + n (\bar y - m)^2`,
+
+        .. math::
+
+            \sum_{i=1}^n \log \mathcal N(y_i; m, \sigma_y^2)
+            = \log \mathcal N(\bar y; m, \sigma_y^2 / n)
+            + \Big[\sum_{i=1}^n \log \mathcal N(y_i; \bar y, \sigma_y^2)
+            - \log \mathcal N(\bar y; \bar y, \sigma_y^2 / n)\Big],
+
+        where the bracket does not depend on :math:`\theta` and is computed once.
+        Shape ``(..., 2) -> (...)``.
+        """
+        theta = self._check_theta(theta)
+        m = theta[..., 0] + theta[..., 1].square()
+        return self._mean_likelihood.log_prob(m) + self.loglik_offset
+
+    def log_joint(self, theta: Tensor) -> Tensor:
+        r""":math:`\log p(y, \theta) = \log p(\theta) + \log p(y \mid \theta)`;
+        shape ``(..., 2) -> (...)``."""
+        return self.log_prior(theta) + self.log_likelihood(theta)
+
+    def posterior_grid(self, grid_size: int = 400, bound: float = 6.0) -> PosteriorGrid:
+        r"""The posterior on the ``grid_size`` x ``grid_size`` grid over ``[-bound, bound]^2``.
+
+        The normalizer is the two-dimensional trapezoidal rule in log space,
+
+        .. math::
+
+            \log Z \approx \operatorname{logsumexp}_{i,j}\big[\log w_i + \log w_j
+            + \log p(y, \theta_{ij})\big],
+            \qquad w_i = h \text{ inside}, \ h/2 \text{ at the two ends},
+
+        with spacing :math:`h = 2\,\mathrm{bound} / (\mathrm{grid\_size} - 1)`, in float64.
+        """
+        grid_size = positive_count(grid_size, "grid_size")
+        check_positive_finite(bound, "bound")
+        if grid_size < 3:
+            raise ValueError(f"grid_size must be at least 3, got {grid_size}")
+        axis = torch.linspace(-bound, bound, grid_size, dtype=torch.float64)
+        log_w = torch.full((grid_size,), math.log(axis[1].item() - axis[0].item()),
+                           dtype=torch.float64)
+        log_w[[0, -1]] -= math.log(2.0)
+        log_weights = log_w[:, None] + log_w[None, :]
+        theta = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1)
+        log_joint = self.log_joint(theta)
+        log_normalizer = torch.logsumexp((log_weights + log_joint).flatten(), 0).item()
+        return PosteriorGrid(axis, axis.clone(), log_joint - log_normalizer, log_weights,
+                             log_normalizer)
+
+    def log_normalizer(self, grid_size: int = 400, bound: float = 6.0) -> float:
+        r""":math:`\log Z = \log \int p(y, \theta)\, \mathrm d\theta` by the trapezoidal rule
+        (see :meth:`posterior_grid`)."""
+        return self.posterior_grid(grid_size, bound).log_normalizer
+
+    def posterior_moments(self, grid_size: int = 400, bound: float = 6.0) -> tuple[Tensor, Tensor]:
+        """Posterior mean (shape ``(2,)``) and covariance (shape ``(2, 2)``) by quadrature."""
+        grid = self.posterior_grid(grid_size, bound)
+        theta = torch.stack(torch.meshgrid(grid.theta1, grid.theta2, indexing="ij"), dim=-1)
+        mean = grid.expectation(theta)
+        centred = theta - mean
+        cov = grid.expectation(centred[..., :, None] * centred[..., None, :])
+        return mean, cov
+
+    def theta1_given_theta2(self, theta2: Tensor) -> Normal:
+        r"""The exact conditional :math:`p(\theta_1 \mid \theta_2, y)`, a Gaussian.
+
+        As a function of :math:`\theta_1`, the joint is
+        :math:`\mathcal N(\theta_1; 0, \sigma_\theta^2)\,
+        \mathcal N(\bar y - \theta_2^2; \theta_1, s^2)` with :math:`s^2 = \sigma_y^2 / n`,
+        a product of two Gaussians in :math:`\theta_1`:
+
+        .. math::
+
+            \theta_1 \mid \theta_2, y \sim \mathcal N\big(\tau^2 (\bar y - \theta_2^2) / s^2,\
+            \tau^2\big), \qquad \tau^2 = (\sigma_\theta^{-2} + s^{-2})^{-1}.
+
+        Batched like ``theta2``.
+        """
+        s2 = self._mean_scale**2
+        tau2 = 1.0 / (1.0 / self.sigma_theta**2 + 1.0 / s2)
+        return Normal(tau2 * (self.y_mean - theta2.square()) / s2, math.sqrt(tau2))
+
+    def log_joint_theta2(self, theta2: Tensor) -> Tensor:
+        r""":math:`\log p(y, \theta_2)`, with :math:`\theta_1` integrated out in closed form.
+
+        .. math::
+
+            p(y, \theta_2) = e^{c}\, \mathcal N(\theta_2; 0, \sigma_\theta^2)\,
+            \mathcal N(\bar y; \theta_2^2, \sigma_\theta^2 + s^2),
+
+        where :math:`c` is ``loglik_offset``, the :math:`\theta`-free bracket of
+        :meth:`log_likelihood`. Its integral over :math:`\theta_2` is :math:`Z`: a
+        one-dimensional check of the two-dimensional quadrature. Elementwise in ``theta2``.
+        """
+        v = self.sigma_theta**2 + self._mean_scale**2
+        y_mean = torch.tensor(self.y_mean, dtype=theta2.dtype, device=theta2.device)
+        return (self._prior.log_prob(theta2)
+                + Normal(theta2.square(), math.sqrt(v)).log_prob(y_mean) + self.loglik_offset)
+
+    def sample_posterior(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        r"""Exact draws from :math:`p(\theta \mid y)`, shape ``(num_samples, 2)``, float64.
+
+        :math:`\theta_2` comes from its marginal by rejection from the prior
+        :math:`\mathcal N(0, \sigma_\theta^2)`, accepting with probability
+        :math:`\exp\{-(\bar y - \theta_2^2)^2 / (2 (\sigma_\theta^2 + s^2))\} \le 1`; then
+        :math:`\theta_1 \sim p(\theta_1 \mid \theta_2, y)` (:meth:`theta1_given_theta2`).
+        """
+        num_samples = positive_count(num_samples, "num_samples")
+        v = self.sigma_theta**2 + self._mean_scale**2
+        accepted: list[Tensor] = []
+        total, proposed = 0, 0
+        while total < num_samples:
+            batch = max(2 * (num_samples - total), 10_000)
+            theta2 = self.sigma_theta * torch.randn(batch, generator=generator,
+                                                    dtype=torch.float64)
+            u = torch.rand(batch, generator=generator, dtype=torch.float64)
+            keep = theta2[u.log() < -(self.y_mean - theta2.square()).square() / (2 * v)]
+            accepted.append(keep)
+            total, proposed = total + len(keep), proposed + batch
+            if proposed > 100 * num_samples + 10**6 and total < num_samples:
+                raise RuntimeError(
+                    f"rejection sampling accepted only {total} of {proposed} proposals: the "
+                    f"data (mean {self.y_mean:.3g}) are far in the prior's tail; use MCMC "
+                    "instead, or a larger sigma_theta"
+                )
+        theta2 = torch.cat(accepted)[:num_samples]
+        conditional = self.theta1_given_theta2(theta2)
+        noise = torch.randn(theta2.shape, generator=generator, dtype=theta2.dtype)
+        theta1 = conditional.loc + conditional.scale * noise
+        return torch.stack([theta1, theta2], dim=-1)

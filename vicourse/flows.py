@@ -1,0 +1,452 @@
+r"""Normalizing flows for variational inference: planar, NICE, RealNVP, and a Gaussian baseline.
+
+A flow pushes base draws :math:`z \sim \mathcal N(0, I_D)` through an invertible,
+differentiable map :math:`f = f_K \circ \dots \circ f_1`. By the change of variables formula,
+:math:`x = f(z)` has the density
+
+.. math::
+
+    \log q(x) = \log \mathcal N(z; 0, I_D) - \sum_{k=1}^K \log \big|\det J_{f_k}(z_{k-1})\big|,
+    \qquad z_0 = z,\ z_k = f_k(z_{k-1}).
+
+Every layer here maps ``z`` of shape ``(..., D)`` to ``(x, log_det)``, with ``x`` of shape
+``(..., D)`` and ``log_det`` = :math:`\log|\det J(z)|` of shape ``(...)``, for all samples at
+once. :class:`FlowSequence` chains layers and adds their log-determinants; :func:`flow_elbo`
+and :func:`train_flow` fit a flow to an unnormalized target by maximizing the Monte Carlo
+ELBO (:func:`flow_elbo_samples`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from vicourse._checks import check_positive_finite, positive_count
+
+LogDensity = Callable[[Tensor], Tensor]
+STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
+                         torch.tensor(1.0, dtype=torch.float64), validate_args=False)
+"""The base distribution, per coordinate (0-dim parameters: log densities keep z's dtype)."""
+
+
+def _check_input(z: Tensor, dim: int, layer: str) -> None:
+    if not isinstance(z, Tensor) or z.ndim == 0 or z.shape[-1] != dim:
+        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"{layer} expects z of shape (..., {dim}), got {shape}")
+
+
+class PlanarLayer(nn.Module):
+    r"""One planar transformation :math:`f(z) = z + \hat u \tanh(w^\top z + b)`.
+
+    :math:`f` is invertible when :math:`w^\top \hat u \ge -1`. The raw parameter :math:`u`
+    is free; the layer uses (:meth:`u_hat`)
+
+    .. math::
+
+        \hat u = u + \big(\operatorname{softplus}(w^\top u) - 1 - w^\top u\big)
+        \frac{w}{\|w\|^2}, \qquad\text{so}\qquad
+        w^\top \hat u = \operatorname{softplus}(w^\top u) - 1 > -1 .
+
+    By the matrix determinant lemma, with :math:`h = \tanh(w^\top z + b)`,
+
+    .. math::
+
+        \det J(z) = 1 + (1 - h^2)\, w^\top \hat u
+        = h^2 + (1 - h^2) \operatorname{softplus}(w^\top u) > 0,
+
+    and the second form, a sum of non-negative terms, is what the layer computes: the first
+    form loses the sign to rounding when :math:`w^\top \hat u` is within rounding error of -1.
+    """
+
+    def __init__(self, dim: int = 2) -> None:
+        super().__init__()
+        self.dim = positive_count(dim, "dim")
+        self.w = nn.Parameter(torch.randn(self.dim) / math.sqrt(self.dim))
+        self.u = nn.Parameter(torch.randn(self.dim) / math.sqrt(self.dim))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def _u_hat_and_softplus(self) -> tuple[Tensor, Tensor]:
+        wu = self.w @ self.u
+        softplus = F.softplus(wu)
+        return self.u + (softplus - 1 - wu) * self.w / self.w.square().sum(), softplus
+
+    def u_hat(self) -> Tensor:
+        """The constrained vector :math:`\\hat u` (shape ``(D,)``), with ``w @ u_hat > -1``."""
+        return self._u_hat_and_softplus()[0]
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        _check_input(z, self.dim, "PlanarLayer")
+        u_hat, softplus = self._u_hat_and_softplus()  # softplus = w @ u_hat + 1
+        h = torch.tanh(z @ self.w + self.b)  # (...)
+        x = z + h.unsqueeze(-1) * u_hat
+        h2 = h.square()
+        return x, torch.log(h2 + (1 - h2) * softplus)
+
+
+class _Coupling(nn.Module):
+    """Shared bookkeeping of coupling layers: which coordinates condition, which move.
+
+    The first ``D // 2`` coordinates condition and the rest are transformed, or the other way
+    round when ``flip`` is true. The conditioner is an MLP with two hidden tanh layers whose
+    last layer starts at zero, so that a new coupling layer is the identity.
+    """
+
+    def __init__(self, dim: int, flip: bool, hidden: int, outputs_per_coordinate: int) -> None:
+        super().__init__()
+        self.dim = positive_count(dim, "dim")
+        if self.dim < 2:
+            raise ValueError(f"a coupling layer needs dim >= 2 (it splits z in two), got {dim}")
+        hidden = positive_count(hidden, "hidden")
+        self.flip = bool(flip)
+        first = self.dim // 2
+        self.sizes = [first, self.dim - first]
+        n_cond, n_move = (self.sizes[1], self.sizes[0]) if self.flip else self.sizes
+        self.conditioner = nn.Sequential(
+            nn.Linear(n_cond, hidden), nn.Tanh(),
+            nn.Linear(hidden, hidden), nn.Tanh(),
+            nn.Linear(hidden, outputs_per_coordinate * n_move),
+        )
+        nn.init.zeros_(self.conditioner[-1].weight)
+        nn.init.zeros_(self.conditioner[-1].bias)
+
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(conditioning part, moving part)`` of ``z``."""
+        _check_input(z, self.dim, type(self).__name__)
+        first, second = z.split(self.sizes, dim=-1)
+        return (second, first) if self.flip else (first, second)
+
+    def join(self, cond: Tensor, moved: Tensor) -> Tensor:
+        """Inverse of :meth:`split`."""
+        return torch.cat([moved, cond] if self.flip else [cond, moved], dim=-1)
+
+
+class AdditiveCoupling(_Coupling):
+    r"""NICE's additive coupling: :math:`x_a = z_a`, :math:`x_b = z_b + m(z_a)`.
+
+    The Jacobian is unit triangular, so :math:`\log|\det J| = 0`: the layer preserves volume.
+    """
+
+    def __init__(self, dim: int = 2, flip: bool = False, hidden: int = 32) -> None:
+        super().__init__(dim, flip, hidden, outputs_per_coordinate=1)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        cond, moving = self.split(z)
+        x = self.join(cond, moving + self.conditioner(cond))
+        return x, z.new_zeros(z.shape[:-1])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        cond, moved = self.split(x)
+        return self.join(cond, moved - self.conditioner(cond)), x.new_zeros(x.shape[:-1])
+
+
+class AffineCoupling(_Coupling):
+    r"""RealNVP's affine coupling: :math:`x_a = z_a`,
+    :math:`x_b = z_b \odot e^{s(z_a)} + t(z_a)`.
+
+    The shift :math:`t` is unconstrained (it may be negative). The log-scale is bounded,
+    :math:`s = c \tanh(\tilde s / c)` with :math:`c` = ``max_log_scale``, so that no single
+    layer can blow up or collapse a coordinate; near zero :math:`s \approx \tilde s`.
+    The Jacobian is triangular with diagonal :math:`(1, \dots, 1, e^{s_1}, \dots)`, so
+    :math:`\log|\det J| = \sum_j s_j(z_a)`.
+    """
+
+    def __init__(
+        self, dim: int = 2, flip: bool = False, hidden: int = 32, max_log_scale: float = 2.0
+    ) -> None:
+        super().__init__(dim, flip, hidden, outputs_per_coordinate=2)
+        check_positive_finite(max_log_scale, "max_log_scale")
+        self.max_log_scale = float(max_log_scale)
+
+    def scale_and_shift(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """The bounded log-scale :math:`s` and the shift :math:`t`, each ``(..., D_b)``."""
+        raw_log_scale, shift = self.conditioner(cond).chunk(2, dim=-1)
+        c = self.max_log_scale
+        return c * torch.tanh(raw_log_scale / c), shift
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        cond, moving = self.split(z)
+        log_scale, shift = self.scale_and_shift(cond)
+        x = self.join(cond, moving * log_scale.exp() + shift)
+        return x, log_scale.sum(-1)
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        cond, moved = self.split(x)
+        log_scale, shift = self.scale_and_shift(cond)
+        return self.join(cond, (moved - shift) * (-log_scale).exp()), -log_scale.sum(-1)
+
+
+class ElementwiseAffine(nn.Module):
+    r""":math:`x = \mu + e^{\ell} \odot z` with free :math:`\mu, \ell \in \mathbb R^D`;
+    :math:`\log|\det J| = \sum_j \ell_j`.
+
+    On a standard normal base this is the diagonal Gaussian
+    :math:`q = \mathcal N(\mu, \operatorname{diag} e^{2\ell})` (:func:`diagonal_gaussian`);
+    with ``loc=False`` it is NICE's final scaling layer.
+    """
+
+    def __init__(self, dim: int = 2, loc: bool = True) -> None:
+        super().__init__()
+        self.dim = positive_count(dim, "dim")
+        self.loc = nn.Parameter(torch.zeros(self.dim)) if loc else None
+        self.log_scale = nn.Parameter(torch.zeros(self.dim))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        _check_input(z, self.dim, "ElementwiseAffine")
+        x = z * self.log_scale.exp()
+        if self.loc is not None:
+            x = x + self.loc
+        return x, self.log_scale.sum().expand(z.shape[:-1])
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        _check_input(x, self.dim, "ElementwiseAffine")
+        if self.loc is not None:
+            x = x - self.loc
+        return x * (-self.log_scale).exp(), -self.log_scale.sum().expand(x.shape[:-1])
+
+
+class FlowSequence(nn.Module):
+    r"""The composition :math:`f_K \circ \dots \circ f_1` of flow layers.
+
+    ``forward(z)`` returns :math:`x = f(z)` and
+    :math:`\sum_k \log|\det J_{f_k}(z_{k-1})|`, shape ``(...)``.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(layers) == 0:
+            raise ValueError("a flow needs at least one layer")
+        dims = {layer.dim for layer in layers}
+        if len(dims) != 1:
+            raise ValueError(f"all layers of a flow must have the same dim, got {sorted(dims)}")
+        self.dim = dims.pop()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        _check_input(z, self.dim, "FlowSequence")
+        total = z.new_zeros(z.shape[:-1])
+        for layer in self.layers:
+            z, log_det = layer(z)
+            total = total + log_det
+        return z, total
+
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, log|det J_inverse(x)|)``; needs every layer to have an ``inverse``."""
+        missing = [type(layer).__name__ for layer in self.layers if not hasattr(layer, "inverse")]
+        if missing:
+            raise NotImplementedError(
+                f"layers {sorted(set(missing))} have no closed-form inverse (planar flows do "
+                "not); only NICE, RealNVP and elementwise affine flows can be inverted"
+            )
+        total = x.new_zeros(x.shape[:-1])
+        for layer in reversed(self.layers):
+            x, log_det = layer.inverse(x)
+            total = total + log_det
+        return x, total
+
+
+def planar_flow(dim: int = 2, num_layers: int = 8) -> FlowSequence:
+    """``num_layers`` planar layers (:class:`PlanarLayer`)."""
+    num_layers = positive_count(num_layers, "num_layers")
+    return FlowSequence([PlanarLayer(dim) for _ in range(num_layers)])
+
+
+def nice_flow(dim: int = 2, num_couplings: int = 4, hidden: int = 32) -> FlowSequence:
+    """NICE: additive couplings that alternate which half moves, then a scaling layer."""
+    num_couplings = positive_count(num_couplings, "num_couplings")
+    couplings = [AdditiveCoupling(dim, flip=k % 2 == 1, hidden=hidden)
+                 for k in range(num_couplings)]
+    return FlowSequence([*couplings, ElementwiseAffine(dim, loc=False)])
+
+
+def realnvp_flow(
+    dim: int = 2, num_couplings: int = 8, hidden: int = 32, max_log_scale: float = 2.0
+) -> FlowSequence:
+    """RealNVP: affine couplings that alternate which half moves."""
+    num_couplings = positive_count(num_couplings, "num_couplings")
+    return FlowSequence([
+        AffineCoupling(dim, flip=k % 2 == 1, hidden=hidden, max_log_scale=max_log_scale)
+        for k in range(num_couplings)
+    ])
+
+
+def diagonal_gaussian(dim: int = 2) -> FlowSequence:
+    """The baseline :math:`q = \\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)`, one layer."""
+    return FlowSequence([ElementwiseAffine(dim, loc=True)])
+
+
+def _dtype_and_device(flow: nn.Module) -> tuple[torch.dtype, torch.device]:
+    param = next(flow.parameters(), None)
+    if param is None:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return param.dtype, param.device
+
+
+def flow_sample(
+    flow: nn.Module, num_samples: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    r"""Draws :math:`x = f(z)`, :math:`z \sim \mathcal N(0, I_D)`, and their :math:`\log q(x)`.
+
+    .. math::
+
+        \log q(x) = \log \mathcal N(z; 0, I_D) - \log|\det J_f(z)| .
+
+    Differentiable in the flow's parameters (the draws are reparameterized).
+
+    Returns:
+        ``x`` of shape ``(S, D)`` and ``log_q`` of shape ``(S,)``, in the flow's dtype.
+    """
+    num_samples = positive_count(num_samples, "num_samples")
+    dtype, device = _dtype_and_device(flow)
+    z = torch.randn(num_samples, flow.dim, generator=generator, dtype=dtype, device=device)
+    x, log_det = flow(z)
+    return x, STANDARD_NORMAL.log_prob(z).sum(-1) - log_det
+
+
+def flow_elbo_samples(
+    flow: nn.Module,
+    log_joint: LogDensity,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    frozen: nn.Module | None = None,
+) -> Tensor:
+    r"""Per-sample ELBO terms :math:`\log p(y, x_s) - \log q(x_s)`, shape ``(S,)``.
+
+    Args:
+        flow: a flow with attribute ``dim``, mapping ``(S, D)`` to ``(x, log_det)``.
+        log_joint: the unnormalized log target, ``(S, D) -> (S,)``.
+        num_samples: S.
+        generator: the source of the base draws (default: torch's global generator).
+        frozen: for the "sticking the landing" gradient, a copy of ``flow`` with the same
+            parameter values that does not require gradients. Then
+            :math:`\log q(x_s)` is evaluated as
+            :math:`\log \mathcal N(f_{\bar\phi}^{-1}(x_s)) + \log|\det J_{f_{\bar\phi}^{-1}}(x_s)|`
+            with the frozen parameters :math:`\bar\phi`: the same values, but the gradient
+            keeps only the path through :math:`x_s = f_\phi(z_s)` and drops the score term
+            :math:`\nabla_\phi \log q_\phi(x)`, whose expectation is zero. Needs
+            ``frozen.inverse``.
+    """
+    if frozen is None:
+        x, log_q = flow_sample(flow, num_samples, generator)
+    else:
+        num_samples = positive_count(num_samples, "num_samples")
+        dtype, device = _dtype_and_device(flow)
+        z = torch.randn(num_samples, flow.dim, generator=generator, dtype=dtype, device=device)
+        x, _ = flow(z)
+        z_back, log_det_inverse = frozen.inverse(x)
+        log_q = STANDARD_NORMAL.log_prob(z_back).sum(-1) + log_det_inverse
+    log_p = log_joint(x)
+    if log_p.shape != log_q.shape:
+        raise ValueError(
+            f"log_joint returned shape {tuple(log_p.shape)} for x of shape {tuple(x.shape)}; "
+            "it must map (S, D) to (S,)"
+        )
+    return log_p - log_q
+
+
+def flow_elbo(
+    flow: nn.Module,
+    log_joint: LogDensity,
+    num_samples: int = 100,
+    generator: torch.Generator | None = None,
+    frozen: nn.Module | None = None,
+) -> Tensor:
+    r"""The Monte Carlo ELBO :math:`\frac1S \sum_s [\log p(y, f(z_s)) - \log q(f(z_s))]`,
+    a scalar; its gradient is the reparameterization gradient (or, with ``frozen``, the
+    sticking-the-landing gradient: see :func:`flow_elbo_samples`)."""
+    return flow_elbo_samples(flow, log_joint, num_samples, generator, frozen).mean()
+
+
+@torch.no_grad()
+def evaluate_flow_elbo(
+    flow: nn.Module,
+    log_joint: LogDensity,
+    num_samples: int = 10**6,
+    batch_size: int = 10**5,
+    seed: int = 0,
+) -> tuple[float, float]:
+    r"""The ELBO from many draws, and its standard error
+    :math:`\hat\sigma / \sqrt{S}` (the sample standard deviation of the terms over
+    :math:`\sqrt S`), drawn in batches to bound memory. Returns ``(elbo, standard_error)``."""
+    num_samples = positive_count(num_samples, "num_samples")
+    batch_size = positive_count(batch_size, "batch_size")
+    generator = torch.Generator(device=_dtype_and_device(flow)[1]).manual_seed(seed)
+    terms = []
+    for start in range(0, num_samples, batch_size):
+        size = min(batch_size, num_samples - start)
+        terms.append(flow_elbo_samples(flow, log_joint, size, generator).double())
+    values = torch.cat(terms)
+    if not bool(torch.isfinite(values).all()):
+        raise FloatingPointError("some ELBO terms are not finite: the flow or log_joint "
+                                 "overflowed; evaluate in float64")
+    return values.mean().item(), (values.std() / math.sqrt(num_samples)).item()
+
+
+def train_flow(
+    flow: nn.Module,
+    log_joint: LogDensity,
+    num_steps: int,
+    num_samples: int = 100,
+    lr: float = 1e-2,
+    final_lr: float = 1e-4,
+    stick_the_landing: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "training",
+) -> list[float]:
+    r"""Maximize the Monte Carlo ELBO (:func:`flow_elbo`, S = ``num_samples``) with Adam.
+
+    The learning rate decays geometrically from ``lr`` to ``final_lr`` over ``num_steps``,
+    so that the last steps average out the Monte Carlo noise of the gradient. With
+    ``stick_the_landing``, the gradient drops the score term (see :func:`flow_elbo_samples`),
+    which vanishes in expectation and whose noise vanishes as q approaches the target; this
+    needs a flow with an ``inverse``. Base draws come from a generator seeded with ``seed``.
+
+    Returns:
+        The ELBO estimate of every step (before its update), a list of ``num_steps`` floats.
+    """
+    num_steps = positive_count(num_steps, "num_steps")
+    check_positive_finite(lr, "lr")
+    check_positive_finite(final_lr, "final_lr")
+    frozen = None
+    if stick_the_landing:
+        if not hasattr(flow, "inverse"):
+            raise ValueError(
+                f"stick_the_landing needs log q(x) at a given x, through the flow's inverse, "
+                f"and {type(flow).__name__} has no inverse; train it with "
+                "stick_the_landing=False"
+            )
+        frozen = copy.deepcopy(flow).requires_grad_(False)
+        pairs = list(zip(frozen.parameters(), flow.parameters(), strict=True))
+    generator = torch.Generator(device=_dtype_and_device(flow)[1]).manual_seed(seed)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr, fused=True)
+    gamma = (final_lr / lr) ** (1 / max(num_steps - 1, 1))
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    trace = torch.empty(num_steps, dtype=torch.float64)
+    for step in tqdm(range(num_steps), desc=desc, disable=not progress):
+        if frozen is not None:
+            with torch.no_grad():
+                for stale, fresh in pairs:
+                    stale.copy_(fresh)
+        elbo = flow_elbo(flow, log_joint, num_samples, generator, frozen)
+        optimizer.zero_grad(set_to_none=True)
+        (-elbo).backward()
+        optimizer.step()
+        schedule.step()
+        trace[step] = elbo.detach()
+    values = trace.tolist()
+    if not all(math.isfinite(v) for v in values):
+        first = next(i for i, v in enumerate(values) if not math.isfinite(v))
+        raise FloatingPointError(
+            f"the ELBO became {values[first]} at step {first}; lower lr or train in float64"
+        )
+    return values
