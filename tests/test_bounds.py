@@ -32,11 +32,7 @@ from vicourse.vae import VAE
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def seeded_torch():
-    with torch.random.fork_rng():
-        torch.manual_seed(2024)
-        yield
+TORCH_SEED = 2024  # used by the seeded_torch fixture of tests/conftest.py
 
 
 def tiny_vae(latent_dim: int = 1, data_dim: int = 6) -> VAE:
@@ -65,7 +61,7 @@ def exact_log_evidence(model: VAE, x: torch.Tensor) -> np.ndarray:
     """log p(x) = log of the integral over z of N(z; 0, 1) p(x | z), by adaptive quadrature.
 
     The integrand is scaled by its maximum on a grid (added back in log space), and the
-    interval is split at that maximum and at the kinks of the decoder's ReLUs
+    interval is split at that maximum and where the decoder's first activations switch
     (w_i z + b_i = 0), so quad integrates smooth, well-scaled pieces.
     """
     assert model.latent_dim == 1
@@ -102,6 +98,10 @@ def test_bernoulli_log_likelihood_matches_torch_distributions():
     got = bernoulli_log_likelihood(logits, x)
     assert got.shape == (5, 3)
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    # One set of logits for a whole batch of images broadcasts the other way.
+    one = bernoulli_log_likelihood(logits[0, 0], x)
+    assert one.shape == (3,)
+    assert torch.allclose(one, Bernoulli(logits=logits[0, 0]).log_prob(x).sum(-1), atol=1e-12)
 
 
 @settings(max_examples=50, deadline=None)

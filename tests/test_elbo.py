@@ -20,12 +20,7 @@ from vicourse.toy_model import ConjugateGaussian
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def seeded_torch():
-    """Every test draws from torch's global generator (q.rsample); seed it, then restore it."""
-    with torch.random.fork_rng():
-        torch.manual_seed(1234)
-        yield
+TORCH_SEED = 1234  # used by the seeded_torch fixture of tests/conftest.py
 
 
 def t(value) -> torch.Tensor:

@@ -10,13 +10,6 @@ from vicourse.train import evaluate_elbo, train_vae
 from vicourse.vae import VAE
 
 
-@pytest.fixture(autouse=True)
-def seeded_torch():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-
-
 def two_prototypes(n: int = 512, d: int = 16) -> torch.Tensor:
     """Grey-level images: noisy copies of two prototypes (half bright left, half right)."""
     left = torch.cat([torch.full((d // 2,), 0.95), torch.full((d - d // 2,), 0.05)])

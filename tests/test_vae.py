@@ -10,17 +10,11 @@ from hypothesis import strategies as st
 from vicourse.vae import VAE, mlp, reparameterized_sample
 
 
-@pytest.fixture(autouse=True)
-def seeded_torch():
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-
-
-def test_mlp_puts_relu_between_linear_layers_only():
+def test_mlp_puts_the_activation_between_linear_layers_only():
     net = mlp([5, 4, 3, 2])
     kinds = [type(m).__name__ for m in net]
-    assert kinds == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert kinds == ["Linear", "ELU", "Linear", "ELU", "Linear"]
+    assert [type(m).__name__ for m in mlp([5, 4, 2], torch.nn.ReLU)] == ["Linear", "ReLU", "Linear"]
     assert [m.out_features for m in net if isinstance(m, torch.nn.Linear)] == [4, 3, 2]
 
 

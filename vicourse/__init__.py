@@ -7,6 +7,16 @@ Modules hold one idea each:
 - :mod:`vicourse.elbo`: Monte Carlo estimates of the evidence lower bound.
 - :mod:`vicourse.data`: MNIST as whole-dataset tensors, binarization, minibatches.
 - :mod:`vicourse.device`: choosing CUDA, MPS or the CPU.
+- :mod:`vicourse.vae`: the VAE (Gaussian encoder, Bernoulli decoder) and the
+  reparameterized sample.
+- :mod:`vicourse.bounds`: the VAE's ELBO, the importance weighted bound and the
+  importance-sampled log-likelihood estimate.
+- :mod:`vicourse.train`: training a VAE from whole-dataset tensors.
+- :mod:`vicourse.banana`: the banana posterior, its exact normalizer and exact samples.
+- :mod:`vicourse.flows`: planar, NICE and RealNVP flows, their ELBO and training.
+- :mod:`vicourse.knn_kl`: the k-nearest-neighbour estimator of a KL divergence.
+- :mod:`vicourse.exercise_checks`, :mod:`vicourse.exercises`, :mod:`vicourse.instructor`:
+  exercise checks with helpful messages, student versions and grading.
 """
 
 __version__ = "0.1.0"

@@ -36,13 +36,13 @@ def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
 
     Args:
         logits: shape ``(..., D)``.
-        x: binary targets in {0, 1}, shape broadcastable to ``logits``.
+        x: binary targets in {0, 1}; ``logits`` and ``x`` broadcast against each other.
 
     Returns:
-        Shape ``(...)``: summed over the D pixels.
+        The broadcast shape without its last dimension: summed over the D pixels.
     """
     _check_binary(x)
-    x = x.to(logits.dtype).expand_as(logits)
+    logits, x = torch.broadcast_tensors(logits, x.to(logits.dtype))
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 

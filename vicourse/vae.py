@@ -15,7 +15,9 @@ where :math:`f_\theta` is a multilayer perceptron that outputs *logits*. Inferen
 
     q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag} e^{\ell_\phi(x)}\big),
 
-with :math:`\ell = \log\sigma^2`, both heads of one multilayer perceptron.
+with :math:`\ell = \log\sigma^2`, both heads of one multilayer perceptron. The hidden
+layers use ELU activations, :math:`\operatorname{elu}(t) = t` for :math:`t > 0` and
+:math:`e^t - 1` otherwise.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from torch import Tensor, nn
 from vicourse._checks import positive_count
 
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i:
-            layers.append(nn.ReLU())
+            layers.append(activation())
         layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
 
@@ -69,17 +71,22 @@ class VAE(nn.Module):
         data_dim: D, pixels per image (784 for MNIST).
         hidden: widths of the hidden layers of the encoder; the decoder mirrors them.
         latent_dim: K.
+        activation: the nonlinearity between layers (a module class, default ELU).
     """
 
     def __init__(
-        self, data_dim: int = 784, hidden: Sequence[int] = (200, 200), latent_dim: int = 20
+        self,
+        data_dim: int = 784,
+        hidden: Sequence[int] = (200, 200),
+        latent_dim: int = 20,
+        activation: type[nn.Module] = nn.ELU,
     ) -> None:
         super().__init__()
         self.data_dim = positive_count(data_dim, "data_dim")
         self.latent_dim = positive_count(latent_dim, "latent_dim")
         self.hidden = tuple(positive_count(h, "hidden width") for h in hidden)
-        self.encoder = mlp([self.data_dim, *self.hidden, 2 * self.latent_dim])
-        self.decoder = mlp([self.latent_dim, *reversed(self.hidden), self.data_dim])
+        self.encoder = mlp([self.data_dim, *self.hidden, 2 * self.latent_dim], activation)
+        self.decoder = mlp([self.latent_dim, *reversed(self.hidden), self.data_dim], activation)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of :math:`q(z|x)`: x of shape ``(B, D)`` -> two ``(B, K)``."""
