@@ -61,6 +61,15 @@ def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
     return kernel
 
 
+def _check_pmfs(x: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+        raise ValueError(f"{name} must have finite, non-negative entries")
+    worst = (x.sum(-1) - 1).abs().max().item()
+    if worst > _SUM_TOLERANCE:
+        raise ValueError(f"every {name} must sum to 1 over its last dimension; one is off by "
+                         f"{worst:.3g}")
+
+
 def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
     r"""The exact :math:`\mathrm{KL}(q \,\|\, p) = \sum_i q_i \log(q_i / p_i)` between pmfs.
 
@@ -70,21 +79,20 @@ def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
     Args:
         q: pmfs of shape ``(..., n)`` (each row sums to 1), for example a whole chain
             :math:`q_0, \dots, q_t` from :func:`evolve`.
-        p: the reference pmf, shape ``(n,)``.
+        p: the reference pmf, shape ``(n,)``, or one per row of q (any shape that
+            broadcasts against q, with the states last).
 
     Returns:
         Shape ``(...)``, float64, in nats.
     """
-    p = as_pmf(p)
     q = torch.as_tensor(q, dtype=torch.float64)
-    if q.ndim == 0 or q.shape[-1] != len(p):
-        raise ValueError(f"q must have shape (..., {len(p)}) like p, got {tuple(q.shape)}")
-    if not bool(torch.isfinite(q).all()) or bool((q < 0).any()):
-        raise ValueError("q must have finite, non-negative entries")
-    worst = (q.sum(-1) - 1).abs().max().item()
-    if worst > _SUM_TOLERANCE:
-        raise ValueError(f"every q must sum to 1 over its last dimension; one is off by "
-                         f"{worst:.3g}")
+    p = torch.as_tensor(p, dtype=torch.float64)
+    if q.ndim == 0 or p.ndim == 0 or q.shape[-1] != p.shape[-1]:
+        raise ValueError(f"q and p must hold pmfs over the same states in their last dimension, "
+                         f"got shapes q {tuple(q.shape)} and p {tuple(p.shape)}")
+    _check_pmfs(q, "q")
+    _check_pmfs(p, "p")
+    q, p = torch.broadcast_tensors(q, p)
     terms = torch.where(q > 0, q * (q.log() - p.log()), torch.zeros_like(q))
     return terms.sum(-1)
 
