@@ -260,3 +260,23 @@ def test_equality_cases():
     assert after < before - 1e-6  # an irreducible kernel with holding: equality only at p
     # The constant kernel T(z'|z) = p(z') jumps to p at once: strict, not equality.
     assert kl_divergence(q @ p.expand(9, 9), p).item() == pytest.approx(0, abs=1e-14)
+
+
+def test_moves_in_a_fixed_order_are_invariant_but_not_reversible():
+    p = random_pmf(10, seed=14)
+    first = metropolis_kernel(p, ring_proposal(10, 1))
+    second = metropolis_kernel(p, random_kernel(10, seed=15))
+    product = first @ second
+    assert is_invariant(product, p)
+    assert detailed_balance_gap(product, p) > 1e-3
+    # The reversal of a product is the product of the reversals in the opposite order.
+    assert torch.allclose(reversal_kernel(product, p), second @ first, atol=1e-14)
+
+
+def test_evolve_matches_matrix_powers():
+    p = random_pmf(6, seed=16)
+    kernel = random_kernel(6, seed=17)
+    chain = evolve(p, kernel, 7)
+    assert chain.shape == (8, 6)
+    for t in (0, 3, 7):
+        assert torch.allclose(chain[t], p @ torch.linalg.matrix_power(kernel, t), atol=1e-14)
