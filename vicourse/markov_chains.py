@@ -1,0 +1,296 @@
+r"""Markov chains on a finite state space: kernels, their invariant pmf, exact evolution, KL.
+
+A distribution on the states :math:`\{0, \dots, n-1\}` is a probability vector ``q`` of shape
+``(n,)``; a Markov kernel is a row-stochastic matrix ``T`` of shape ``(n, n)``,
+:math:`T_{ij} = \Pr(z_{t+1} = j \mid z_t = i)`. One step of the chain maps :math:`q` to the
+row vector :math:`qT`, :math:`(qT)_j = \sum_i q_i T_{ij}`, so every quantity of the chapter
+"MCMC contracts the KL" is computed exactly:
+
+* :func:`metropolis_kernel` builds the Metropolis-Hastings kernel of a target ``p``, which
+  satisfies detailed balance; :func:`add_circulation` adds a probability flux around a cycle,
+  which keeps ``p`` invariant but breaks detailed balance; :func:`drop_rejections` is the
+  chain that forgets rejected proposals, whose invariant pmf is *not* ``p``;
+* :func:`is_invariant`, :func:`detailed_balance_gap` and :func:`reversal_kernel` check the
+  properties the theorem needs;
+* :func:`evolve` computes :math:`q_t = q_0 T^t` and :func:`kl_divergence` the exact
+  :math:`\mathrm{KL}(q_t \,\|\, p)`.
+
+Everything is float64 torch tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from vicourse._checks import check_positive_finite, positive_count
+
+_SUM_TOLERANCE = 1e-9
+
+
+def as_pmf(p: Tensor, name: str = "p") -> Tensor:
+    """``p`` as a float64 probability vector of shape ``(n,)``; raise if it is not one."""
+    p = torch.as_tensor(p, dtype=torch.float64)
+    if p.ndim != 1 or len(p) == 0:
+        raise ValueError(f"{name} must be a 1-D probability vector of shape (n,), got shape "
+                         f"{tuple(p.shape)}")
+    if not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
+        raise ValueError(f"{name} must have finite, non-negative entries")
+    total = p.sum().item()
+    if abs(total - 1) > _SUM_TOLERANCE:
+        raise ValueError(f"{name} must sum to 1, got {total:.12g}; divide it by its sum")
+    return p
+
+
+def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
+    """``kernel`` as a float64 row-stochastic ``(n, n)`` matrix; raise if it is not one."""
+    kernel = torch.as_tensor(kernel, dtype=torch.float64)
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"a Markov kernel must be a square matrix (n, n), got shape "
+                         f"{tuple(kernel.shape)}")
+    if n is not None and kernel.shape[0] != n:
+        raise ValueError(f"the kernel has {kernel.shape[0]} states but the pmf has {n}")
+    if not bool(torch.isfinite(kernel).all()) or bool((kernel < 0).any()):
+        raise ValueError("a Markov kernel must have finite, non-negative entries")
+    worst = (kernel.sum(1) - 1).abs().max().item()
+    if worst > _SUM_TOLERANCE:
+        raise ValueError(f"every row of a Markov kernel must sum to 1 (row i is the law of the "
+                         f"next state from state i); the worst row is off by {worst:.3g}")
+    return kernel
+
+
+def _check_pmfs(x: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+        raise ValueError(f"{name} must have finite, non-negative entries")
+    worst = (x.sum(-1) - 1).abs().max().item()
+    if worst > _SUM_TOLERANCE:
+        raise ValueError(f"every {name} must sum to 1 over its last dimension; one is off by "
+                         f"{worst:.3g}")
+
+
+def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
+    r"""The exact :math:`\mathrm{KL}(q \,\|\, p) = \sum_i q_i \log(q_i / p_i)` between pmfs.
+
+    Terms with :math:`q_i = 0` are zero (:math:`0 \log 0 = 0`, whatever :math:`p_i`); a state
+    with :math:`q_i > 0 = p_i` makes the divergence :math:`+\infty`.
+
+    Args:
+        q: pmfs of shape ``(..., n)`` (each row sums to 1), for example a whole chain
+            :math:`q_0, \dots, q_t` from :func:`evolve`.
+        p: the reference pmf, shape ``(n,)``, or one per row of q (any shape that
+            broadcasts against q, with the states last).
+
+    Returns:
+        Shape ``(...)``, float64, in nats.
+    """
+    q = torch.as_tensor(q, dtype=torch.float64)
+    p = torch.as_tensor(p, dtype=torch.float64)
+    if q.ndim == 0 or p.ndim == 0 or q.shape[-1] != p.shape[-1]:
+        raise ValueError(f"q and p must hold pmfs over the same states in their last dimension, "
+                         f"got shapes q {tuple(q.shape)} and p {tuple(p.shape)}")
+    _check_pmfs(q, "q")
+    _check_pmfs(p, "p")
+    q, p = torch.broadcast_tensors(q, p)
+    terms = torch.where(q > 0, q * (q.log() - p.log()), torch.zeros_like(q))
+    return terms.sum(-1)
+
+
+def evolve(q0: Tensor, kernel: Tensor, num_steps: int) -> Tensor:
+    r"""The exact marginals :math:`q_t = q_0 T^t`, :math:`t = 0, \dots,` ``num_steps``.
+
+    Returns:
+        Shape ``(num_steps + 1, n)``: row ``t`` is :math:`q_t`.
+    """
+    q = as_pmf(q0, "q0")
+    kernel = as_kernel(kernel, len(q))
+    num_steps = positive_count(num_steps, "num_steps")
+    rows = [q]
+    for _ in range(num_steps):
+        rows.append(rows[-1] @ kernel)
+    return torch.stack(rows)
+
+
+def is_invariant(kernel: Tensor, p: Tensor, atol: float = 1e-12) -> bool:
+    r"""Whether :math:`pT = p`, that is :math:`\sum_i p_i T_{ij} = p_j` for every state j."""
+    p = as_pmf(p)
+    kernel = as_kernel(kernel, len(p))
+    return bool(((p @ kernel) - p).abs().max() <= atol)
+
+
+def detailed_balance_gap(kernel: Tensor, p: Tensor) -> float:
+    r""":math:`\max_{i,j} |p_i T_{ij} - p_j T_{ji}|`: zero exactly when T is p-reversible."""
+    p = as_pmf(p)
+    kernel = as_kernel(kernel, len(p))
+    flow = p[:, None] * kernel
+    return (flow - flow.T).abs().max().item()
+
+
+def reversal_kernel(kernel: Tensor, p: Tensor) -> Tensor:
+    r"""The time reversal :math:`R_{ji} = p_i T_{ij} / p_j` of a p-invariant kernel.
+
+    :math:`R(\cdot \mid j)` is the law of the previous state given the current state j, for the
+    chain started in p: :math:`p_i T_{ij} = p_j R_{ji}`. It is a kernel because
+    :math:`\sum_i p_i T_{ij} = p_j`; it equals T when T satisfies detailed balance.
+    Needs ``p > 0`` everywhere.
+    """
+    p = as_pmf(p)
+    kernel = as_kernel(kernel, len(p))
+    if bool((p <= 0).any()):
+        raise ValueError("reversal_kernel needs p > 0 at every state (it divides by p)")
+    if not is_invariant(kernel, p, atol=1e-10):
+        raise ValueError("the kernel does not leave p invariant (pT != p), so it has no "
+                         "reversal with respect to p")
+    return (p[:, None] * kernel).T / p[:, None]
+
+
+def metropolis_kernel(p: Tensor, proposal: Tensor) -> Tensor:
+    r"""The Metropolis-Hastings kernel of the target ``p`` with proposal kernel ``Q``.
+
+    From state i, propose j with probability :math:`Q_{ij}` and accept it with probability
+    :math:`a_{ij} = \min\{1, p_j Q_{ji} / (p_i Q_{ij})\}`; a rejected proposal keeps i:
+
+    .. math::
+
+        T_{ij} = Q_{ij}\, a_{ij} \quad (j \ne i), \qquad T_{ii} = 1 - \sum_{j \ne i} T_{ij}.
+
+    Then :math:`p_i T_{ij} = \min(p_i Q_{ij}, p_j Q_{ji})` is symmetric in i, j: detailed
+    balance, hence :math:`pT = p`. From a state with :math:`p_i = 0` every proposal is accepted.
+
+    Args:
+        p: the target pmf, shape ``(n,)``.
+        proposal: the proposal kernel Q, shape ``(n, n)``, row-stochastic.
+
+    Returns:
+        T, shape ``(n, n)``, float64.
+    """
+    p = as_pmf(p)
+    proposal = as_kernel(proposal, len(p))
+    forward = p[:, None] * proposal  # p_i Q_ij
+    backward = forward.T  # p_j Q_ji
+    ratio = backward / forward.where(forward > 0, torch.ones_like(forward))
+    acceptance = torch.where(forward > 0, ratio.clamp(max=1.0), torch.ones_like(forward))
+    moves = proposal * acceptance
+    moves.fill_diagonal_(0.0)
+    return moves + torch.diag(1.0 - moves.sum(1))
+
+
+def ring_proposal(n: int, max_step: int = 1) -> Tensor:
+    r"""The random walk on the ring :math:`\{0, \dots, n-1\}`: a step of :math:`\pm 1, \dots,
+    \pm` ``max_step`` (mod n), each with probability :math:`1 / (2\,\mathrm{max\_step})`.
+
+    Symmetric, so the Metropolis acceptance is :math:`\min(1, p_j / p_i)`. Shape ``(n, n)``.
+    """
+    n = positive_count(n, "n")
+    max_step = positive_count(max_step, "max_step")
+    if 2 * max_step >= n:
+        raise ValueError(f"max_step must be below n / 2 = {n / 2} so that the steps +-1, ..., "
+                         f"+-max_step reach distinct states, got {max_step}")
+    states = torch.arange(n)
+    proposal = torch.zeros(n, n, dtype=torch.float64)
+    for step in range(1, max_step + 1):
+        for sign in (1, -1):
+            proposal[states, (states + sign * step) % n] += 1.0 / (2 * max_step)
+    return proposal
+
+
+def cycle_flux(n: int, cycle: Sequence[int], strength: float = 1.0) -> Tensor:
+    r"""A probability flux of size ``strength`` around ``cycle`` (states visited in order).
+
+    :math:`F_{ab} = +c` and :math:`F_{ba} = -c` for each edge :math:`a \to b` of the cycle
+    (including the last state back to the first). F is antisymmetric and each row sums to 0:
+    what flows into a state flows out of it. Shape ``(n, n)``.
+    """
+    n = positive_count(n, "n")
+    check_positive_finite(strength, "strength")
+    cycle = [int(s) for s in cycle]
+    if len(cycle) < 3 or len(set(cycle)) != len(cycle) or not all(0 <= s < n for s in cycle):
+        raise ValueError(f"cycle must list at least 3 distinct states in 0..{n - 1}, got "
+                         f"{cycle[:10]}{'...' if len(cycle) > 10 else ''}")
+    flux = torch.zeros(n, n, dtype=torch.float64)
+    for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=True):
+        flux[a, b] += strength
+        flux[b, a] -= strength
+    return flux
+
+
+def max_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> float:
+    r"""The largest c for which :math:`T + c\,\mathrm{diag}(p)^{-1} F` is still a kernel.
+
+    Entries where :math:`F_{ij} < 0` shrink: :math:`c \le p_i T_{ij} / (-F_{ij})`.
+    """
+    p = as_pmf(p)
+    kernel = as_kernel(kernel, len(p))
+    negative = flux < 0
+    if not bool(negative.any()):
+        raise ValueError("the flux has no negative entry; build it with cycle_flux")
+    return ((p[:, None] * kernel)[negative] / (-flux[negative])).min().item()
+
+
+def add_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> Tensor:
+    r"""The kernel :math:`T' = T + \mathrm{diag}(p)^{-1} F` for a flux F (:func:`cycle_flux`).
+
+    Since F is antisymmetric with zero row sums, the rows of T' still sum to one and
+    :math:`(pT')_j = (pT)_j + \sum_i F_{ij} = (pT)_j`: T' leaves p invariant whenever T does.
+    Its probability flows are :math:`p_i T'_{ij} = p_i T_{ij} + F_{ij}`, so T' violates detailed
+    balance by :math:`2F_{ij}`, whatever T was. Needs ``p > 0`` and
+    ``strength <= max_circulation(...)`` so that no entry goes negative.
+    """
+    p = as_pmf(p)
+    kernel = as_kernel(kernel, len(p))
+    flux = torch.as_tensor(flux, dtype=torch.float64)
+    if flux.shape != kernel.shape:
+        raise ValueError(f"flux must have the kernel's shape {tuple(kernel.shape)}, got "
+                         f"{tuple(flux.shape)}")
+    scale = flux.abs().max().item()
+    if (flux + flux.T).abs().max() > 1e-12 * scale or flux.sum(1).abs().max() > 1e-12 * scale:
+        raise ValueError("flux must be antisymmetric (F_ij = -F_ji) with rows that sum to 0, "
+                         "as a flow around cycles is; build it with cycle_flux")
+    if bool((p <= 0).any()):
+        raise ValueError("add_circulation needs p > 0 at every state (it divides by p)")
+    result = kernel + flux / p[:, None]
+    if bool((result < -1e-15).any()):
+        raise ValueError(f"the flux is too strong: the kernel would get negative entries; "
+                         f"scale it to at most max_circulation(...) = "
+                         f"{max_circulation(kernel, p, flux):.3g} times its current size")
+    return result.clamp(min=0.0)
+
+
+def drop_rejections(kernel: Tensor) -> Tensor:
+    r"""The jump chain: the kernel moved to a new state at every step, rejections forgotten.
+
+    :math:`J_{ij} = T_{ij} / (1 - T_{ii})` for :math:`j \ne i`, :math:`J_{ii} = 0`. This is what a
+    sampler computes that records only accepted proposals. If T leaves p invariant, J leaves
+    :math:`\pi_i \propto p_i (1 - T_{ii})` invariant instead, which is not p unless the
+    rejection probability :math:`T_{ii}` is the same at every state.
+    """
+    kernel = as_kernel(kernel)
+    stay = kernel.diagonal()
+    if bool((stay >= 1 - 1e-12).any()):
+        raise ValueError("a state that never moves (T_ii = 1) has no jump chain")
+    moves = kernel.clone()
+    moves.fill_diagonal_(0.0)
+    return moves / (1 - stay)[:, None]
+
+
+def block_kernel(p: Tensor, blocks: Tensor) -> Tensor:
+    r"""Resample within blocks: :math:`T_{ij} = p_j / p(B)` for i, j in the same block B.
+
+    The state's block never changes, and within it the next state is drawn from p
+    restricted to the block. T leaves p invariant and satisfies detailed balance.
+
+    Args:
+        p: the target pmf, shape ``(n,)``, with positive mass on every block.
+        blocks: integer block labels, shape ``(n,)``.
+    """
+    p = as_pmf(p)
+    blocks = torch.as_tensor(blocks)
+    if blocks.shape != p.shape or blocks.is_floating_point():
+        raise ValueError(f"blocks must be integer labels of shape {tuple(p.shape)}, got "
+                         f"{blocks.dtype} of shape {tuple(blocks.shape)}")
+    same = (blocks[:, None] == blocks[None, :]).to(torch.float64)
+    mass = same @ p
+    if bool((mass <= 0).any()):
+        raise ValueError("every block needs positive mass under p")
+    return same * p[None, :] / mass[:, None]
