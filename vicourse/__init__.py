@@ -15,6 +15,8 @@ Modules hold one idea each:
 - :mod:`vicourse.banana`: the banana posterior, its exact normalizer and exact samples.
 - :mod:`vicourse.flows`: planar, NICE and RealNVP flows, their ELBO and training.
 - :mod:`vicourse.knn_kl`: the k-nearest-neighbour estimator of a KL divergence.
+- :mod:`vicourse.hmc`: Hamiltonian Monte Carlo, leapfrog and sampler, vectorized over chains.
+- :mod:`vicourse.diagnostics`: effective sample size and split R-hat (Stan's estimators).
 - :mod:`vicourse.markov_chains`: finite-state Markov kernels, exact evolution and exact KL.
 - :mod:`vicourse.metropolis`: random-walk Metropolis, vectorized over many chains.
 - :mod:`vicourse.exercise_checks`, :mod:`vicourse.exercises`, :mod:`vicourse.instructor`:
