@@ -179,6 +179,7 @@ def test_elbo_is_finite_for_extreme_logits_and_log_variances(logit, logvar, mean
         x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
         assert torch.isfinite(elbo(model, x)).all()
         assert torch.isfinite(iwae_bound(model, x, 50)).all()
+        assert torch.isfinite(elbo_sticking_the_landing(model, x)).all()
 
 
 # --- L_K and the log-likelihood estimate ---------------------------------------------------
