@@ -22,10 +22,12 @@ from torch.distributions import Bernoulli
 from vicourse.bounds import (
     bernoulli_log_likelihood,
     elbo,
+    elbo_sticking_the_landing,
     iwae_bound,
     log_importance_weights,
     log_likelihood_estimate,
     negative_elbo_loss,
+    negative_elbo_stl_loss,
 )
 from vicourse.vae import VAE
 
@@ -177,6 +179,7 @@ def test_elbo_is_finite_for_extreme_logits_and_log_variances(logit, logvar, mean
         x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
         assert torch.isfinite(elbo(model, x)).all()
         assert torch.isfinite(iwae_bound(model, x, 50)).all()
+        assert torch.isfinite(elbo_sticking_the_landing(model, x)).all()
 
 
 # --- L_K and the log-likelihood estimate ---------------------------------------------------
@@ -258,3 +261,50 @@ def test_log_likelihood_estimate_rejects_bad_counts():
         log_likelihood_estimate(model, x, num_samples=0)
     with pytest.raises(ValueError, match="chunk_size"):
         log_likelihood_estimate(model, x, chunk_size=-1)
+
+
+def _gradients(model: VAE, value: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(value, list(model.parameters())))
+
+
+def test_elbo_sticking_the_landing_has_the_value_of_the_sampled_elbo():
+    model, x = tiny_vae(latent_dim=3), tiny_images()
+    torch.manual_seed(11)
+    stl = elbo_sticking_the_landing(model, x)
+    torch.manual_seed(11)
+    sampled = log_importance_weights(model, x, 1)[0]  # the same draw of z
+    assert stl.shape == (len(x),)
+    torch.testing.assert_close(stl, sampled, rtol=0, atol=1e-12)
+    torch.manual_seed(11)
+    torch.testing.assert_close(negative_elbo_stl_loss(model, x), -stl.mean())
+
+
+def test_elbo_sticking_the_landing_drops_exactly_the_score_term():
+    """grad STL = grad(sampled ELBO) + grad log q(sg(z); encoder), with the same z."""
+    model, x = tiny_vae(latent_dim=3), tiny_images()
+    torch.manual_seed(12)
+    stl = _gradients(model, elbo_sticking_the_landing(model, x).sum())
+    torch.manual_seed(12)
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    log_q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    log_joint = (torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+                 + bernoulli_log_likelihood(model.decode(z), x))
+    log_q_fixed_z = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(
+        z.detach()).sum(-1)
+    expected = _gradients(model, (log_joint - log_q + log_q_fixed_z).sum())
+    for got, want in zip(stl, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    encoder_grads = stl[: len(list(model.encoder.parameters()))]
+    assert max(g.abs().max() for g in encoder_grads) > 1e-3  # z is not detached
+
+
+def test_elbo_sticking_the_landing_is_unbiased_for_the_elbo():
+    model, x = tiny_vae(latent_dim=2), tiny_images()
+    repeated = x.repeat(4000, 1)  # 4000 draws for each image, in one batch
+    with torch.no_grad():
+        draws = elbo_sticking_the_landing(model, repeated).reshape(4000, len(x))
+        closed_form = elbo(model, repeated).reshape(4000, len(x))
+    difference = draws.mean(0) - closed_form.mean(0)
+    standard_error = torch.sqrt((draws.var(0) + closed_form.var(0)) / 4000)
+    assert (difference.abs() < 5 * standard_error).all(), (difference, standard_error)

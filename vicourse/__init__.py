@@ -12,6 +12,8 @@ Modules hold one idea each:
 - :mod:`vicourse.bounds`: the VAE's ELBO, the importance weighted bound and the
   importance-sampled log-likelihood estimate.
 - :mod:`vicourse.train`: training a VAE from whole-dataset tensors.
+- :mod:`vicourse.gradients`: score-function, reparameterization and sticking-the-landing
+  estimators of the ELBO's gradient, per draw.
 - :mod:`vicourse.banana`: the banana posterior, its exact normalizer and exact samples.
 - :mod:`vicourse.flows`: planar, NICE and RealNVP flows, their ELBO and training.
 - :mod:`vicourse.knn_kl`: the k-nearest-neighbour estimator of a KL divergence.

@@ -90,10 +90,49 @@ def log_importance_weights(model: VAE, x: Tensor, num_samples: int) -> Tensor:
     """
     mu, logvar = model.encode(x)
     z = reparameterized_sample(mu, logvar, num_samples)  # (K, B, latent)
-    std = torch.exp(0.5 * logvar)
-    log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
+    return _log_weight(model, x, z, mu, logvar)
+
+
+def _log_weight(model: VAE, x: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log p(z) + log p(x | z) - log N(z; mu, diag exp(logvar)), summed over dimensions."""
+    log_q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
     log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
     return log_prior + bernoulli_log_likelihood(model.decode(z), x) - log_q
+
+
+def elbo_sticking_the_landing(model: VAE, x: Tensor) -> Tensor:
+    r"""Per-image one-sample ELBO whose gradient is the *sticking the landing* estimator.
+
+    .. math::
+
+        \log p_\theta(z) + \log p_\theta(x \mid z)
+        - \log \mathcal N\big(z;\ \operatorname{sg}(\mu),\
+            \operatorname{diag} e^{\operatorname{sg}(\ell)}\big),
+        \qquad z = \mu + e^{\ell/2} \odot \varepsilon,
+
+    where sg stops the gradient: :math:`\log q` is *sampled* (not the closed-form KL) and
+    evaluated with the encoder's outputs detached, while z stays reparameterized, so the
+    encoder receives the path term of the gradient and not the score term
+    :math:`-\nabla_\phi \log q_\phi(z \mid x)` (Roeder et al., 2017). The value is an
+    unbiased estimate of the ELBO, as is the gradient. Do not detach z: that cuts the
+    encoder off from the reconstruction term.
+
+    Args:
+        model: the VAE.
+        x: binary images, shape ``(B, D)``.
+
+    Returns:
+        Shape ``(B,)``, nats per image.
+    """
+    mu, logvar = model.encode(x)
+    z = reparameterized_sample(mu, logvar)
+    return _log_weight(model, x, z, mu.detach(), logvar.detach())
+
+
+def negative_elbo_stl_loss(model: VAE, x: Tensor) -> Tensor:
+    """The training loss with the sticking-the-landing gradient: minus the batch mean of
+    :func:`elbo_sticking_the_landing` (a scalar)."""
+    return -elbo_sticking_the_landing(model, x).mean()
 
 
 def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
