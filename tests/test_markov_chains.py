@@ -56,9 +56,11 @@ def coupling_kernel(p: torch.Tensor, seed: int) -> torch.Tensor:
     not symmetric, so T does not satisfy detailed balance."""
     g = torch.Generator().manual_seed(seed)
     coupling = torch.rand(len(p), len(p), generator=g, dtype=torch.float64) ** 4 + 1e-3
-    for _ in range(500):
+    for _ in range(20_000):  # Sinkhorn: alternate row and column scaling until both fit
         coupling *= (p / coupling.sum(1))[:, None]
         coupling *= (p / coupling.sum(0))[None, :]
+        if (coupling.sum(1) - p).abs().max() < 1e-15:
+            break
     kernel = coupling / coupling.sum(1, keepdim=True)
     assert (p @ kernel - p).abs().max() < 1e-12
     return kernel
