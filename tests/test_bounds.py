@@ -29,6 +29,7 @@ from vicourse.bounds import (
     log_likelihood_estimate,
     log_mean_exp,
     negative_elbo_loss,
+    negative_iwae_loss,
 )
 from vicourse.vae import VAE
 
@@ -338,3 +339,15 @@ def test_grouped_bound_rejects_sizes_that_do_not_divide():
         grouped_bound(torch.zeros(10), 5)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         grouped_bound(torch.zeros(10, 2), 0)
+
+
+def test_negative_iwae_loss_is_minus_the_batch_mean_of_the_bound_and_has_gradients():
+    model, x = tiny_vae(latent_dim=2), tiny_images(8)
+    torch.manual_seed(4)
+    loss = negative_iwae_loss(model, x, 5)
+    torch.manual_seed(4)
+    assert torch.allclose(loss, -iwae_bound(model, x, 5).mean())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="num_samples"):
+        negative_iwae_loss(model, x, 0)

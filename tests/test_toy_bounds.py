@@ -14,12 +14,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 from scipy.stats import norm
+from torch.distributions import Normal
 
 from vicourse.toy_bounds import chi_square_to_posterior, toy_bound_draws, toy_log_weights
 from vicourse.toy_model import ConjugateGaussian
 
 MODEL = ConjugateGaussian(noise_std=0.5)
 X, Q_MEAN, Q_STD = 2.0, 1.0, 0.8
+
+
+def test_log_weights_are_log_joint_minus_log_q():
+    torch.manual_seed(3)
+    log_w = toy_log_weights(MODEL, X, Q_MEAN, Q_STD, 7, repetitions=3)
+    torch.manual_seed(3)
+    z = Q_MEAN + Q_STD * torch.randn(3, 7, dtype=torch.float64)
+    expected = MODEL.log_joint(torch.tensor(X), z) - Normal(Q_MEAN, Q_STD).log_prob(z)
+    assert torch.allclose(log_w, expected, atol=1e-12)
 
 
 def test_log_weights_average_to_the_evidence_and_the_elbo():

@@ -137,6 +137,16 @@ def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
     return log_mean_exp(log_importance_weights(model, x, num_samples), dim=0)
 
 
+def negative_iwae_loss(model: VAE, x: Tensor, num_samples: int) -> Tensor:
+    r"""The IWAE training loss: :math:`-\widehat{\mathcal L}_K` averaged over the batch.
+
+    With ``num_samples=1`` it is the negative ELBO with a sampled (not closed-form) KL term.
+    Pass it to :func:`vicourse.train.train_vae` as
+    ``loss_fn=functools.partial(negative_iwae_loss, num_samples=K)``.
+    """
+    return -iwae_bound(model, x, positive_count(num_samples, "num_samples")).mean()
+
+
 @torch.no_grad()
 def log_likelihood_estimate(
     model: VAE, x: Tensor, num_samples: int = 1000, chunk_size: int = 100

@@ -57,8 +57,14 @@ def toy_log_weights(
     repetitions = positive_count(repetitions, "repetitions")
     eps = torch.randn(repetitions, num_samples, generator=generator, dtype=torch.float64)
     z = q_mean + q_std * eps
-    log_q = -0.5 * eps**2 - math.log(q_std) - 0.5 * math.log(2 * math.pi)
-    return model.log_joint(torch.tensor(float(x), dtype=torch.float64), z) - log_q
+    s = model.noise_std
+    # log p(z) + log p(x | z) - log q(z), written out (the same as model.log_joint(x, z) -
+    # q.log_prob(z), tested so, in one fused expression: this runs on millions of draws).
+    return (
+        -0.5 * (z.square() + ((x - z) / s).square() - eps.square())
+        + math.log(q_std / s)
+        - 0.5 * math.log(2 * math.pi)
+    )
 
 
 def toy_bound_draws(
