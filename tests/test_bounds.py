@@ -23,11 +23,15 @@ from vicourse.bounds import (
     bernoulli_log_likelihood,
     elbo,
     elbo_sticking_the_landing,
+    grouped_bound,
     iwae_bound,
     log_importance_weights,
+    log_importance_weights_chunked,
     log_likelihood_estimate,
+    log_mean_exp,
     negative_elbo_loss,
     negative_elbo_stl_loss,
+    negative_iwae_loss,
 )
 from vicourse.vae import VAE
 
@@ -308,3 +312,92 @@ def test_elbo_sticking_the_landing_is_unbiased_for_the_elbo():
     difference = draws.mean(0) - closed_form.mean(0)
     standard_error = torch.sqrt((draws.var(0) + closed_form.var(0)) / 4000)
     assert (difference.abs() < 5 * standard_error).all(), (difference, standard_error)
+
+
+# --- log-mean-exp, chunked log weights, grouped bounds --------------------------------------
+
+def test_log_mean_exp_matches_the_direct_formula_where_that_is_safe():
+    a = torch.randn(7, 3, 4, dtype=F64) * 3
+    for dim in (0, 1, -1):
+        assert torch.allclose(log_mean_exp(a, dim), a.exp().mean(dim).log(), atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-1e4, 1e4), st.integers(1, 50), st.floats(0, 30))
+def test_log_mean_exp_is_shift_equivariant_and_finite_at_extreme_values(shift, k, spread):
+    """log-mean-exp(a + c) = log-mean-exp(a) + c, and the value lies in [mean(a), max(a)]."""
+    a = torch.linspace(-spread, spread, k, dtype=F64)
+    value, tol = log_mean_exp(a + shift), 1e-9 * (1 + abs(shift))
+    assert torch.isfinite(value)
+    assert float(value) == pytest.approx(float(log_mean_exp(a)) + shift, abs=tol)
+    assert float((a + shift).mean()) - tol <= float(value) <= float((a + shift).max()) + tol
+
+
+def test_log_mean_exp_of_float32_log_weights_near_minus_a_thousand():
+    log_w = torch.tensor([-1000.0, -1001.0, -1002.0])
+    assert torch.isinf(log_w.exp().mean().log())  # the naive formula underflows
+    expected = -1000.0 + math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
+    assert float(log_mean_exp(log_w)) == pytest.approx(expected, abs=1e-4)
+
+
+def test_log_mean_exp_rejects_an_empty_dimension():
+    with pytest.raises(ValueError, match="at least one term"):
+        log_mean_exp(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="at least one term"):
+        log_mean_exp(torch.tensor(1.0))
+
+
+def test_log_importance_weights_chunked_draws_the_same_weights_as_one_call():
+    model, x = tiny_vae(latent_dim=2), tiny_images(5)
+    torch.manual_seed(12)
+    one = log_importance_weights_chunked(model, x, 40, chunk_size=100)
+    torch.manual_seed(12)
+    direct = log_importance_weights(model, x, 40)
+    assert torch.allclose(one, direct, atol=1e-12)
+    chunked = log_importance_weights_chunked(model, x, 37, chunk_size=4)
+    assert chunked.shape == (37, 5) and not chunked.requires_grad
+    # The log-mean-exp over all of them is the log-likelihood estimate of the same draws.
+    torch.manual_seed(13)
+    a = log_mean_exp(log_importance_weights_chunked(model, x, 30, chunk_size=7))
+    torch.manual_seed(13)
+    b = log_likelihood_estimate(model, x, num_samples=30, chunk_size=7)
+    assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_grouped_bound_at_the_extremes_and_in_between():
+    log_w = torch.randn(12, 3, dtype=F64) * 5 - 100
+    assert torch.allclose(grouped_bound(log_w, 1), log_w.mean(0))
+    assert torch.allclose(grouped_bound(log_w, 12), log_mean_exp(log_w))
+    by_hand = torch.stack([log_mean_exp(log_w[i:i + 4]) for i in (0, 4, 8)]).mean(0)
+    assert torch.allclose(grouped_bound(log_w, 4), by_hand)
+
+
+def test_grouped_bound_is_an_unbiased_estimate_of_l_k():
+    """Groups of 8 of 8,000 draws against 1,000 independent one-shot iwae_bound draws."""
+    model, x = tiny_vae(latent_dim=1), tiny_images(3)
+    with torch.no_grad():
+        grouped = grouped_bound(log_importance_weights(model, x, 8000), 8)
+        oneshot = iwae_bound(model, x.repeat(1000, 1), 8).reshape(1000, 3)
+    se = oneshot.std(0) / math.sqrt(1000)
+    assert torch.all((grouped - oneshot.mean(0)).abs() < 5 * se)
+
+
+def test_grouped_bound_rejects_sizes_that_do_not_divide():
+    with pytest.raises(ValueError, match="multiple of k=5"):
+        grouped_bound(torch.zeros(12, 2), 5)
+    with pytest.raises(ValueError, match="shape"):
+        grouped_bound(torch.zeros(10), 5)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        grouped_bound(torch.zeros(10, 2), 0)
+
+
+def test_negative_iwae_loss_is_minus_the_batch_mean_of_the_bound_and_has_gradients():
+    model, x = tiny_vae(latent_dim=2), tiny_images(8)
+    torch.manual_seed(4)
+    loss = negative_iwae_loss(model, x, 5)
+    torch.manual_seed(4)
+    assert torch.allclose(loss, -iwae_bound(model, x, 5).mean())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="num_samples"):
+        negative_iwae_loss(model, x, 0)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vicourse.vae import VAE, mlp, reparameterized_sample
+from vicourse.vae import VAE, active_units, mlp, reparameterized_sample
 
 
 def test_mlp_puts_the_activation_between_linear_layers_only():
@@ -94,3 +94,24 @@ def test_decoder_of_the_encoder_mean_has_the_input_shape(batch, latent):
     x = torch.rand(batch, 6)
     mu, _ = model.encode(x)
     assert model.decode(mu).shape == x.shape
+
+
+def test_active_units_counts_latent_means_that_vary_across_images():
+    model = VAE(data_dim=6, hidden=(4,), latent_dim=5)
+    x = (torch.rand(300, 6) < 0.5).float()
+    with torch.no_grad():
+        head = model.encoder[-1]
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[0].fill_(3.0)  # mu_0 moves with the image a lot, mu_1 a little
+        head.weight[1].fill_(1e-3)
+        mu = model.encode(x)[0]
+    assert mu[:, 0].var() > 0.01 > mu[:, 1].var()
+    assert active_units(model, x) == 1
+    assert active_units(model, x, threshold=0.0) == 2  # the others are exactly constant
+
+
+def test_active_units_needs_several_images():
+    model = VAE(data_dim=6, hidden=(4,), latent_dim=5)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        active_units(model, torch.zeros(1, 6))

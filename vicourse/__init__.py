@@ -11,6 +11,8 @@ Modules hold one idea each:
   reparameterized sample.
 - :mod:`vicourse.bounds`: the VAE's ELBO, the importance weighted bound and the
   importance-sampled log-likelihood estimate.
+- :mod:`vicourse.toy_bounds`: the importance weighted bound on the conjugate Gaussian model,
+  and the chi-square divergence that sets its rate.
 - :mod:`vicourse.train`: training a VAE from whole-dataset tensors.
 - :mod:`vicourse.gradients`: score-function, reparameterization and sticking-the-landing
   estimators of the ELBO's gradient, per draw.

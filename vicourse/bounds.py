@@ -135,6 +135,33 @@ def negative_elbo_stl_loss(model: VAE, x: Tensor) -> Tensor:
     return -elbo_sticking_the_landing(model, x).mean()
 
 
+def log_mean_exp(log_values: Tensor, dim: int = 0) -> Tensor:
+    r""":math:`\log \frac1K \sum_{k=1}^K e^{a_k}` along ``dim``, by log-sum-exp.
+
+    .. math::
+
+        \log \frac1K \sum_k e^{a_k} = a^* + \log \frac1K \sum_k e^{a_k - a^*},
+        \qquad a^* = \max_k a_k,
+
+    so the largest term is :math:`e^0 = 1` and nothing underflows to a zero sum: the result is
+    finite whenever one :math:`a_k` is, however negative (``torch.logsumexp`` does the
+    shifting).
+
+    Args:
+        log_values: the logarithms :math:`a_k`, any shape.
+        dim: the dimension of the K terms (removed from the result).
+
+    Returns:
+        ``log_values``'s shape without ``dim``.
+    """
+    if log_values.ndim == 0 or log_values.shape[dim] == 0:
+        raise ValueError(
+            f"log_mean_exp needs at least one term along dim={dim}, got a tensor of shape "
+            f"{tuple(log_values.shape)}; pass the log weights with the K samples along dim"
+        )
+    return torch.logsumexp(log_values, dim=dim) - math.log(log_values.shape[dim])
+
+
 def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
     r"""One-sample estimate of :math:`\mathcal L_K`, per image, by log-sum-exp:
 
@@ -146,8 +173,17 @@ def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
         Shape ``(B,)``; differentiable (reparameterized), so it is also the IWAE training
         objective.
     """
-    log_w = log_importance_weights(model, x, num_samples)
-    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+    return log_mean_exp(log_importance_weights(model, x, num_samples), dim=0)
+
+
+def negative_iwae_loss(model: VAE, x: Tensor, num_samples: int) -> Tensor:
+    r"""The IWAE training loss: :math:`-\widehat{\mathcal L}_K` averaged over the batch.
+
+    With ``num_samples=1`` it is the negative ELBO with a sampled (not closed-form) KL term.
+    Pass it to :func:`vicourse.train.train_vae` as
+    ``loss_fn=functools.partial(negative_iwae_loss, num_samples=K)``.
+    """
+    return -iwae_bound(model, x, positive_count(num_samples, "num_samples")).mean()
 
 
 @torch.no_grad()
@@ -184,6 +220,66 @@ def log_likelihood_estimate(
             )
         results.append(total - math.log(num_samples))
     return torch.cat(results)
+
+
+@torch.no_grad()
+def log_importance_weights_chunked(
+    model: VAE, x: Tensor, num_samples: int, chunk_size: int = 100
+) -> Tensor:
+    """All K log weights of every image, without gradients, computed in chunks for memory.
+
+    The same draws as :func:`log_importance_weights`, kept (not summed) so that several
+    bounds can be read off one set of samples with :func:`grouped_bound`.
+
+    Args:
+        model: the VAE.
+        x: binary images, shape ``(B, D)``.
+        num_samples: K.
+        chunk_size: images and proposals handled at once (memory is about
+            ``chunk_size**2 * D`` floats).
+
+    Returns:
+        Shape ``(K, B)``.
+    """
+    num_samples = positive_count(num_samples, "num_samples")
+    chunk_size = positive_count(chunk_size, "chunk_size")
+    columns = []
+    for images in x.split(chunk_size):
+        rows = [
+            log_importance_weights(model, images, min(chunk_size, num_samples - start))
+            for start in range(0, num_samples, chunk_size)
+        ]
+        columns.append(torch.cat(rows, dim=0))
+    return torch.cat(columns, dim=1)
+
+
+def grouped_bound(log_weights: Tensor, k: int) -> Tensor:
+    r"""Estimate :math:`\mathcal L_k` from M log weights per image, M a multiple of k.
+
+    The M draws are cut into :math:`G = M / k` disjoint groups of k; each group gives an
+    independent draw of the k-sample estimate, and their mean is an unbiased, G times less
+    variable estimate of :math:`\mathcal L_k`:
+
+    .. math::
+
+        \widehat{\mathcal L}_k = \frac1G \sum_{g=1}^G
+            \log \frac1k \sum_{j=1}^k w_{(g-1)k + j} .
+
+    Args:
+        log_weights: shape ``(M, B)``, the log weights of B images.
+        k: the group size, a divisor of M.
+
+    Returns:
+        Shape ``(B,)``.
+    """
+    k = positive_count(k, "k")
+    if log_weights.ndim != 2 or log_weights.shape[0] % k:
+        raise ValueError(
+            f"log_weights must have shape (M, B) with M a multiple of k={k}, got "
+            f"{tuple(log_weights.shape)}; draw a multiple of k samples per image"
+        )
+    groups = log_weights.reshape(log_weights.shape[0] // k, k, log_weights.shape[1])
+    return log_mean_exp(groups, dim=1).mean(0)
 
 
 def _check_binary(x: Tensor) -> None:

@@ -127,6 +127,26 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode(z))
 
 
+@torch.no_grad()
+def active_units(model: VAE, x: Tensor, threshold: float = 0.01) -> int:
+    r"""The number of latent dimensions the encoder uses (Burda et al., 2016):
+
+    .. math::
+
+        A = \#\{k : \operatorname{Var}_x\big[\mu_{\phi,k}(x)\big] > \text{threshold}\},
+
+    the variance of the posterior mean taken over the images ``x`` (shape ``(N, D)``, N >= 2).
+    A dimension whose mean does not move with x carries no information about the image.
+    """
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(
+            f"active_units needs a batch of at least 2 images of shape (N, D), got "
+            f"{tuple(x.shape)}; the variance is taken across images"
+        )
+    mu = torch.cat([model.encode(batch)[0] for batch in x.split(2000)])
+    return int((mu.var(dim=0) > threshold).sum())
+
+
 def _check_last_dim(t: Tensor, size: int, name: str, what: str, hint: str) -> None:
     if t.ndim < 2 or t.shape[-1] != size:
         raise ValueError(
