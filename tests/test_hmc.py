@@ -208,7 +208,7 @@ def test_nan_log_density_raises_a_clear_error():
             theta[..., 0] < 0.5, torch.tensor(float("nan"), dtype=F64), 0.0)
 
     state = initial_state(broken, torch.ones(4, 2, dtype=F64))
-    with pytest.raises(FloatingPointError, match="NaN at finite positions"):
+    with pytest.raises(ValueError, match="NaN at .* chains at finite positions"):
         for _ in range(50):
             state, _, _ = hmc_step(broken, state, 0.5, 3)
 

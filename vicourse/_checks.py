@@ -6,6 +6,8 @@ import math
 import operator
 from numbers import Real
 
+from torch import Tensor
+
 
 def positive_count(n: object, name: str) -> int:
     """``n`` as a Python int if it is an integer >= 1 (numpy integers too, bools not)."""
@@ -27,3 +29,20 @@ def check_positive_finite(value: object, name: str) -> None:
     """Raise ValueError unless ``value`` is a finite real number > 0 (not a bool)."""
     if not (is_finite_real(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_log_density_not_nan(values: Tensor, points: Tensor, what: str) -> None:
+    """Raise ValueError if a log density returned NaN; ``values`` ``(S,)`` at ``points`` ``(S, D)``.
+
+    ``what`` names the points in the message (for example "proposals"). Points where NaN is
+    expected (a diverged trajectory) should be left out by the caller.
+    """
+    bad = values.isnan()
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"log_density returned NaN at {int(bad.sum())} of {len(values)} {what} (the first "
+            f"at {points[first].tolist()}): the model computes 0/0, inf - inf or the log of a "
+            "negative number there; return -inf outside the support, and compute the log "
+            "density in log space (log-sum-exp, no log of exp) so that it stays finite"
+        )

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_positive_finite, positive_count
+from vicourse._checks import check_log_density_not_nan, check_positive_finite, positive_count
 
 LogDensity = Callable[[Tensor], Tensor]
 """An unnormalized log density: positions ``(C, D)`` to log densities ``(C,)``."""
@@ -141,18 +141,6 @@ def initial_state(log_density: LogDensity, theta: Tensor) -> ChainState:
     return ChainState(theta.detach(), log_p, grad)
 
 
-def _check_no_nan(log_p: Tensor, theta: Tensor, diverged: Tensor) -> None:
-    nan = torch.isnan(log_p) & ~diverged
-    if bool(nan.any()):
-        first = int(nan.nonzero()[0])
-        raise FloatingPointError(
-            f"log_density returned NaN at finite positions, for {int(nan.sum())} of "
-            f"{len(nan)} chains (chain {first}: theta = {theta[first].tolist()}); the model "
-            "computes 0/0, inf - inf or the log of a negative number there: fix the model "
-            "(work in log space, clamp its inputs) or its support"
-        )
-
-
 def hmc_step(
     log_density: LogDensity,
     state: ChainState,
@@ -175,7 +163,7 @@ def hmc_step(
     for the curvature it meets, and the positions overflow to infinity) gets
     :math:`\Delta H = +\infty` and is rejected, as is one that leaves the support
     (:math:`\log p = -\infty`). A NaN log density at finite positions is a bug of the model
-    and raises ``FloatingPointError``.
+    and raises ``ValueError``.
 
     Returns:
         ``(new_state, accepted, energy_error)``: the states, whether each chain accepted
@@ -187,7 +175,9 @@ def hmc_step(
     new_theta, new_momentum, new_log_p, new_grad = leapfrog(
         log_density, theta, momentum, step_size, num_steps, state.grad)
     diverged = ~(torch.isfinite(new_theta) & torch.isfinite(new_momentum)).all(-1)
-    _check_no_nan(new_log_p, new_theta, diverged)
+    finite = ~diverged  # NaN is expected where the trajectory diverged to infinity
+    check_log_density_not_nan(new_log_p[finite], new_theta[finite],
+                              "chains at finite positions")
     energy_error = (state.log_p - new_log_p
                     + 0.5 * (new_momentum.square().sum(-1) - momentum.square().sum(-1)))
     energy_error = torch.where(diverged | torch.isnan(energy_error),

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_positive_finite, positive_count
+from vicourse._checks import check_log_density_not_nan, check_positive_finite, positive_count
 
 LogDensity = Callable[[Tensor], Tensor]
 """A log density up to a constant: points ``(S, D)`` to values ``(S,)``."""
@@ -28,14 +28,7 @@ def _log_density_at(log_density: LogDensity, x: Tensor, what: str) -> Tensor:
         raise ValueError(f"log_density must map points of shape (S, D) = {tuple(x.shape)} to "
                          f"values of shape (S,) = ({x.shape[0]},), got "
                          f"{tuple(values.shape) if isinstance(values, Tensor) else type(values)}")
-    bad = torch.isnan(values)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0])
-        raise ValueError(
-            f"log_density returned NaN at {int(bad.sum())} of {len(values)} {what} (the first "
-            f"at {x[first].tolist()}); return -inf outside the support, and compute the log "
-            "density in log space (log-sum-exp, no log of exp) so that it stays finite"
-        )
+    check_log_density_not_nan(values, x, what)
     return values
 
 
