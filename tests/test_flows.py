@@ -38,13 +38,7 @@ F64 = torch.float64
 PROPERTY = settings(max_examples=50, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors of a few hundred numbers: one thread is fastest (two fight on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors
 
 
 def randomized(flow: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:

@@ -29,16 +29,7 @@ def log_target(x: torch.Tensor) -> torch.Tensor:
     return -0.5 * ((centred @ PRECISION) * centred).sum(-1)
 
 
-_THREADS = torch.get_num_threads()
-
-
-def setup_module() -> None:
-    """Batches of a few thousand 2-D points: one thread is 20 times faster on a busy CPU."""
-    torch.set_num_threads(1)
-
-
-def teardown_module() -> None:
-    torch.set_num_threads(_THREADS)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # batches of 2-D points
 
 
 def moment_errors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
