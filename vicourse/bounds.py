@@ -192,34 +192,26 @@ def log_likelihood_estimate(
 ) -> Tensor:
     r"""Importance-sampled estimate of :math:`\log p(x)` with K proposals from the encoder.
 
-    The same quantity as :func:`iwae_bound` (without gradients), computed for memory in
-    chunks of images and of proposals: the running log-sum-exp over chunks of proposals is
-    exact, :math:`\operatorname{logsumexp}(a \cup b) =
-    \operatorname{logaddexp}(\operatorname{logsumexp} a, \operatorname{logsumexp} b)`.
-    As K grows it approaches :math:`\log p(x)` from below on average.
+    The same quantity as :func:`iwae_bound` (without gradients): the log-mean-exp of the K
+    log weights of each image, computed for memory in chunks of images, whose weights come
+    in chunks of proposals from :func:`log_importance_weights_chunked`. As K grows it
+    approaches :math:`\log p(x)` from below on average.
 
     Args:
         model: the VAE.
         x: binary images, shape ``(B, D)``.
         num_samples: K, the number of proposals per image.
         chunk_size: images and proposals handled at once (memory is about
-            ``chunk_size**2 * D`` floats).
+            ``chunk_size**2 * D`` floats for the decoder, plus ``chunk_size * K`` weights).
 
     Returns:
         Shape ``(B,)``, nats per image.
     """
-    num_samples = positive_count(num_samples, "num_samples")
     chunk_size = positive_count(chunk_size, "chunk_size")
-    results = []
-    for images in x.split(chunk_size):
-        total = torch.full((len(images),), -math.inf, dtype=images.dtype, device=images.device)
-        for start in range(0, num_samples, chunk_size):
-            k = min(chunk_size, num_samples - start)
-            total = torch.logaddexp(
-                total, torch.logsumexp(log_importance_weights(model, images, k), 0)
-            )
-        results.append(total - math.log(num_samples))
-    return torch.cat(results)
+    return torch.cat([
+        log_mean_exp(log_importance_weights_chunked(model, images, num_samples, chunk_size))
+        for images in x.split(chunk_size)
+    ])
 
 
 @torch.no_grad()
