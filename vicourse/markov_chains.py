@@ -36,11 +36,7 @@ def as_pmf(p: Tensor, name: str = "p") -> Tensor:
     if p.ndim != 1 or len(p) == 0:
         raise ValueError(f"{name} must be a 1-D probability vector of shape (n,), got shape "
                          f"{tuple(p.shape)}")
-    if not bool(torch.isfinite(p).all()) or bool((p < 0).any()):
-        raise ValueError(f"{name} must have finite, non-negative entries")
-    total = p.sum().item()
-    if abs(total - 1) > _SUM_TOLERANCE:
-        raise ValueError(f"{name} must sum to 1, got {total:.12g}; divide it by its sum")
+    _check_probabilities(p, name, f"{name} must sum to 1, got {{total:.12g}}; divide it by its sum")
     return p
 
 
@@ -52,22 +48,23 @@ def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
                          f"{tuple(kernel.shape)}")
     if n is not None and kernel.shape[0] != n:
         raise ValueError(f"the kernel has {kernel.shape[0]} states but the pmf has {n}")
-    if not bool(torch.isfinite(kernel).all()) or bool((kernel < 0).any()):
-        raise ValueError("a Markov kernel must have finite, non-negative entries")
-    worst = (kernel.sum(1) - 1).abs().max().item()
-    if worst > _SUM_TOLERANCE:
-        raise ValueError(f"every row of a Markov kernel must sum to 1 (row i is the law of the "
-                         f"next state from state i); the worst row is off by {worst:.3g}")
+    _check_probabilities(kernel, "a Markov kernel",
+                         "every row of a Markov kernel must sum to 1 (row i is the law of the "
+                         "next state from state i); the worst row is off by {worst:.3g}")
     return kernel
 
 
-def _check_pmfs(x: Tensor, name: str) -> None:
+def _check_probabilities(x: Tensor, name: str, sum_message: str) -> None:
+    """Raise unless ``x`` has finite, non-negative entries that sum to 1 over its last
+    dimension. ``sum_message`` is formatted with ``worst`` (the largest deviation of a sum
+    from 1) and ``total`` (that sum)."""
     if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
         raise ValueError(f"{name} must have finite, non-negative entries")
-    worst = (x.sum(-1) - 1).abs().max().item()
-    if worst > _SUM_TOLERANCE:
-        raise ValueError(f"every {name} must sum to 1 over its last dimension; one is off by "
-                         f"{worst:.3g}")
+    deviations = (x.sum(-1) - 1).abs().flatten()
+    worst = int(deviations.argmax())
+    if deviations[worst] > _SUM_TOLERANCE:
+        total = x.sum(-1).flatten()[worst].item()
+        raise ValueError(sum_message.format(worst=deviations[worst].item(), total=total))
 
 
 def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
@@ -90,8 +87,9 @@ def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
     if q.ndim == 0 or p.ndim == 0 or q.shape[-1] != p.shape[-1]:
         raise ValueError(f"q and p must hold pmfs over the same states in their last dimension, "
                          f"got shapes q {tuple(q.shape)} and p {tuple(p.shape)}")
-    _check_pmfs(q, "q")
-    _check_pmfs(p, "p")
+    for name, pmfs in (("q", q), ("p", p)):
+        _check_probabilities(pmfs, name, f"every {name} must sum to 1 over its last dimension; "
+                             "one is off by {worst:.3g}")
     q, p = torch.broadcast_tensors(q, p)
     terms = torch.where(q > 0, q * (q.log() - p.log()), torch.zeros_like(q))
     return terms.sum(-1)
