@@ -31,6 +31,18 @@ def check_positive_finite(value: object, name: str) -> None:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
+def check_log_density_shape(values: object, points: Tensor) -> None:
+    """Raise ValueError unless a log density returned one value per point: ``values`` must be
+    a tensor of shape ``(S,)`` for ``points`` of shape ``(S, D)`` (S chains or samples)."""
+    if not isinstance(values, Tensor) or values.shape != points.shape[:-1]:
+        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(
+            f"log_density returned {got} for points of shape (S, D) = {tuple(points.shape)}; "
+            f"it must return values of shape (S,): one log density per chain, shape "
+            f"{tuple(points.shape[:-1])} (sum over the last dimension)"
+        )
+
+
 def check_log_density_not_nan(values: Tensor, points: Tensor, what: str) -> None:
     """Raise ValueError if a log density returned NaN; ``values`` ``(S,)`` at ``points`` ``(S, D)``.
 

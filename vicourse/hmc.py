@@ -27,7 +27,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_log_density_not_nan, check_positive_finite, positive_count
+from vicourse._checks import (
+    check_log_density_not_nan,
+    check_log_density_shape,
+    check_positive_finite,
+    positive_count,
+)
 
 LogDensity = Callable[[Tensor], Tensor]
 """An unnormalized log density: positions ``(C, D)`` to log densities ``(C,)``."""
@@ -52,12 +57,7 @@ def log_density_and_grad(log_density: LogDensity, theta: Tensor) -> tuple[Tensor
     with torch.enable_grad():
         x = theta if keep_graph else theta.detach().requires_grad_(True)
         log_p = log_density(x)
-        if not isinstance(log_p, Tensor) or log_p.shape != theta.shape[:-1]:
-            got = tuple(log_p.shape) if isinstance(log_p, Tensor) else type(log_p).__name__
-            raise ValueError(
-                f"log_density returned {got} for positions of shape {tuple(theta.shape)}; it "
-                f"must return one log density per chain, shape {tuple(theta.shape[:-1])}"
-            )
+        check_log_density_shape(log_p, theta)
         (grad,) = torch.autograd.grad(log_p.sum(), x, create_graph=keep_graph)
     return (log_p if keep_graph else log_p.detach()), grad
 

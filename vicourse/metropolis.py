@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_log_density_not_nan, check_positive_finite, positive_count
+from vicourse._checks import (
+    check_log_density_not_nan,
+    check_log_density_shape,
+    check_positive_finite,
+    positive_count,
+)
 
 LogDensity = Callable[[Tensor], Tensor]
 """A log density up to a constant: points ``(S, D)`` to values ``(S,)``."""
@@ -24,10 +29,7 @@ LogDensity = Callable[[Tensor], Tensor]
 
 def _log_density_at(log_density: LogDensity, x: Tensor, what: str) -> Tensor:
     values = log_density(x)
-    if not isinstance(values, Tensor) or values.shape != x.shape[:1]:
-        raise ValueError(f"log_density must map points of shape (S, D) = {tuple(x.shape)} to "
-                         f"values of shape (S,) = ({x.shape[0]},), got "
-                         f"{tuple(values.shape) if isinstance(values, Tensor) else type(values)}")
+    check_log_density_shape(values, x)
     check_log_density_not_nan(values, x, what)
     return values
 
