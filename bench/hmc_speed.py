@@ -12,11 +12,11 @@ number of leapfrog steps, start from exact posterior draws, and are timed in one
    sample sizes comparable.
 2. **the same, tidied**: one chain in NumPy with the sufficient statistic (O(1) per gradient
    instead of O(n)) and ``standard_normal`` momenta: the best a single Python-level chain does.
-3. **vicourse's way** (``vicourse.hmc.sample_hmc``): C chains at once as a (C, 2) tensor,
+3. **vicourse's way** (``vicourse.mcmc.hmc.sample_hmc``): C chains at once as a (C, 2) tensor,
    gradients by autograd of the summed log joint, float64.
 
 Effective samples per second are the smallest ESS over the two coordinates
-(``vicourse.diagnostics.effective_sample_size``, Stan's estimator), divided by the wall-clock
+(``vicourse.mcmc.diagnostics.effective_sample_size``, Stan's estimator), divided by the wall-clock
 time of sampling. Run from the repository root:
 
     python bench/hmc_speed.py [--draws 1000] [--chains 10000] [--numpy-draws 5000] [--threads 1]
@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 
-from vicourse.banana import Banana
-from vicourse.diagnostics import effective_sample_size
-from vicourse.hmc import sample_hmc
+from vicourse.models.banana import Banana
+from vicourse.mcmc.diagnostics import effective_sample_size
+from vicourse.mcmc.hmc import sample_hmc
 
 STEP_SIZE, NUM_STEPS = 0.1, 10
 

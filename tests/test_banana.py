@@ -1,4 +1,4 @@
-"""Tests of the banana model (vicourse.banana).
+"""Tests of the banana model (vicourse.models.banana).
 
 Oracles: ``torch.distributions.Normal`` summed over every observation (the likelihood without
 the sufficient statistic), scipy.stats for the prior, ``scipy.integrate.dblquad`` of the joint
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 from torch.distributions import Normal
 
-from vicourse.banana import TRUE_THETA, Banana, banana_data
+from vicourse.models.banana import TRUE_THETA, Banana, banana_data
 
 F64 = torch.float64
 PROPERTY = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""Tests of the VAE bounds (vicourse.bounds).
+"""Tests of the VAE bounds (vicourse.objectives.bounds).
 
 Oracles: torch.distributions.Bernoulli for the likelihood; the exact log p(x) of a tiny VAE
 with a one-dimensional latent, by scipy quadrature; the two ELBO estimators (closed-form KL,
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scipy.integrate import quad
 from torch.distributions import Bernoulli
 
-from vicourse.bounds import (
+from vicourse.objectives.bounds import (
     bernoulli_log_likelihood,
     elbo,
     elbo_sticking_the_landing,
@@ -33,7 +33,7 @@ from vicourse.bounds import (
     negative_elbo_stl_loss,
     negative_iwae_loss,
 )
-from vicourse.vae import VAE
+from vicourse.models.vae import VAE
 
 F64 = torch.float64
 
@@ -243,7 +243,7 @@ def test_log_likelihood_estimate_combines_chunks_exactly(monkeypatch, chunk_size
             served[i] += num
         return out
 
-    monkeypatch.setattr("vicourse.bounds.log_importance_weights", from_table)
+    monkeypatch.setattr("vicourse.objectives.bounds.log_importance_weights", from_table)
     got = log_likelihood_estimate(None, x, num_samples=k, chunk_size=chunk_size)
     expected = torch.logsumexp(table, 0) - math.log(k)
     assert served == [k] * n_images

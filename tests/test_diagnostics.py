@@ -1,4 +1,4 @@
-"""Tests of the MCMC diagnostics (vicourse.diagnostics).
+"""Tests of the MCMC diagnostics (vicourse.mcmc.diagnostics).
 
 Oracles: ArviZ's ``ess`` and ``rhat`` (skipped where ArviZ is not installed), the closed-form
 autocorrelation time (1 + phi) / (1 - phi) of an AR(1) chain, a direct sum for the
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from vicourse.diagnostics import (
+from vicourse.mcmc.diagnostics import (
     autocovariance,
     effective_sample_size,
     rank_normalize,

@@ -1,4 +1,4 @@
-"""Tests of the Monte Carlo ELBO (vicourse.elbo).
+"""Tests of the Monte Carlo ELBO (vicourse.objectives.elbo).
 
 Oracles: the closed-form ELBO of the conjugate toy model, and, for a K-dimensional Gaussian
 target known up to a constant c, ELBO(q) = c - KL(q || target) (torch.distributions). Monte
@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence
 
-from vicourse.elbo import elbo_estimate, elbo_samples
-from vicourse.toy_model import ConjugateGaussian
+from vicourse.objectives.elbo import elbo_estimate, elbo_samples
+from vicourse.models.toy_model import ConjugateGaussian
 
 F64 = torch.float64
 

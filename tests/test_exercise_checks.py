@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vicourse.exercise_checks import (
+from vicourse.course.checks import (
     CheckFailed,
     call_answer,
     check_close,

@@ -1,4 +1,4 @@
-"""Tests of the normalizing flows (vicourse.flows).
+"""Tests of the normalizing flows (vicourse.families.flows).
 
 Oracles: ``torch.func.jacrev`` + ``torch.linalg.slogdet`` for every log-determinant, the
 inverse maps for round trips, ``torch.distributions`` (the density of an affine map of a
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vicourse.flows import (
+from vicourse.families.flows import (
     AdditiveCoupling,
     AffineCoupling,
     ElementwiseAffine,

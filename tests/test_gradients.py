@@ -1,4 +1,4 @@
-"""Tests of the ELBO gradient estimators (vicourse.gradients).
+"""Tests of the ELBO gradient estimators (vicourse.objectives.gradients).
 
 Oracles: the exact gradient of the conjugate model's closed-form ELBO by autograd
 (unbiasedness, within Monte Carlo error at fixed seeds); the per-draw gradients written out
@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
-from vicourse.gradients import (
+from vicourse.objectives.gradients import (
     ESTIMATORS,
     gaussian_log_density,
     per_sample_gradients,
@@ -27,7 +27,7 @@ from vicourse.gradients import (
     score_term_surrogate,
     sticking_the_landing_surrogate,
 )
-from vicourse.toy_model import ConjugateGaussian
+from vicourse.models.toy_model import ConjugateGaussian
 
 F64 = torch.float64
 finite = st.floats(-3.0, 3.0, allow_nan=False)

@@ -1,4 +1,4 @@
-"""Tests of Hamiltonian Monte Carlo (vicourse.hmc).
+"""Tests of Hamiltonian Monte Carlo (vicourse.mcmc.hmc).
 
 Oracles: the exact solution of Hamilton's equations for a Gaussian target (a harmonic
 oscillator), ``torch.func.jacrev`` for the Jacobian of the leapfrog map, the closed-form
@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal
 
-from vicourse.banana import Banana
-from vicourse.diagnostics import effective_sample_size
-from vicourse.hmc import (
+from vicourse.models.banana import Banana
+from vicourse.mcmc.diagnostics import effective_sample_size
+from vicourse.mcmc.hmc import (
     hmc_step,
     initial_state,
     leapfrog,

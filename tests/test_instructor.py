@@ -1,4 +1,4 @@
-"""Student versions and autograding (vicourse.instructor), for every chapter with exercises.
+"""Student versions and autograding (vicourse.course.instructor), for every chapter with exercises.
 
 For every chapter of ``_toc.yml`` with exercises (future chapters are picked up by themselves):
 
@@ -26,9 +26,9 @@ import nbformat
 import pytest
 import yaml
 
-from vicourse import exercises
-from vicourse.exercises import is_answer_cell, is_check_cell, nbgrader, read_chapter
-from vicourse.instructor import (
+from vicourse.course import exercises
+from vicourse.course.exercises import is_answer_cell, is_check_cell, nbgrader, read_chapter
+from vicourse.course.instructor import (
     answers,
     colab_url,
     fill_in,
@@ -267,7 +267,7 @@ Doubling adds a number to itself, the secret explanation says.
 
 ```{{code-cell}} ipython3
 {check_meta("type", 1)}
-from vicourse.exercise_checks import call_answer, check_that
+from vicourse.course.checks import call_answer, check_that
 
 _got = call_answer(double, 2, what="double(2)")
 check_that(isinstance(_got, int), what="double(2)", expected="an int", got=repr(_got))

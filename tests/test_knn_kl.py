@@ -1,4 +1,4 @@
-"""Tests of the k-nearest-neighbour KL estimator (vicourse.knn_kl).
+"""Tests of the k-nearest-neighbour KL estimator (vicourse.objectives.knn_kl).
 
 Oracles: the closed-form KL between Gaussians (``torch.distributions.kl_divergence``), checked
 within a statistical tolerance from seeded samples; a brute-force evaluation of the formula
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from vicourse.knn_kl import knn_kl_divergence
+from vicourse.objectives.knn_kl import knn_kl_divergence
 
 PROPERTY = settings(max_examples=30, deadline=None)
 

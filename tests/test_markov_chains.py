@@ -1,4 +1,4 @@
-"""Tests of the finite-state Markov chain tools (vicourse.markov_chains).
+"""Tests of the finite-state Markov chain tools (vicourse.mcmc.markov_chains).
 
 Oracles: ``scipy.special.rel_entr`` and ``scipy.stats.entropy`` for the KL between pmfs;
 the defining identities pT = p (invariance) and p_i T_ij = p_j T_ji (detailed balance),
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy.special import rel_entr
 from scipy.stats import entropy
 
-from vicourse.markov_chains import (
+from vicourse.mcmc.markov_chains import (
     add_circulation,
     block_kernel,
     cycle_flux,

@@ -1,4 +1,4 @@
-"""Tests of random-walk Metropolis (vicourse.metropolis).
+"""Tests of random-walk Metropolis (vicourse.mcmc.metropolis).
 
 Oracles: exact draws and moments of Gaussians from ``torch.distributions`` (a step applied
 to exact draws of the target must leave their distribution unchanged, within seeded Monte
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from vicourse.metropolis import metropolis_step, run_metropolis
+from vicourse.mcmc.metropolis import metropolis_step, run_metropolis
 
 MEAN = torch.tensor([1.0, -2.0], dtype=torch.float64)
 COV = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)

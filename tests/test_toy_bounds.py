@@ -1,4 +1,4 @@
-"""Tests of vicourse.toy_bounds: L_K on the conjugate Gaussian model.
+"""Tests of vicourse.objectives.toy_bounds: L_K on the conjugate Gaussian model.
 
 Oracles: the exact log p(x) and ELBO of the toy model, scipy quadrature for the chi-square
 divergence, and the delta-method asymptotics checked with fixed seeds.
@@ -16,8 +16,8 @@ from scipy.integrate import quad
 from scipy.stats import norm
 from torch.distributions import Normal
 
-from vicourse.toy_bounds import chi_square_to_posterior, toy_bound_draws, toy_log_weights
-from vicourse.toy_model import ConjugateGaussian
+from vicourse.objectives.toy_bounds import chi_square_to_posterior, toy_bound_draws, toy_log_weights
+from vicourse.models.toy_model import ConjugateGaussian
 
 MODEL = ConjugateGaussian(noise_std=0.5)
 X, Q_MEAN, Q_STD = 2.0, 1.0, 0.8

@@ -1,4 +1,4 @@
-"""Tests of the VAE model (vicourse.vae): the reparameterized sample, shapes, input checks."""
+"""Tests of the VAE model (vicourse.models.vae): the reparameterized sample, shapes, input checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vicourse.vae import VAE, active_units, mlp, reparameterized_sample
+from vicourse.models.vae import VAE, active_units, mlp, reparameterized_sample
 
 
 def test_mlp_puts_the_activation_between_linear_layers_only():

@@ -16,9 +16,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vicourse._checks import check_positive_finite, positive_count
-from vicourse.bounds import elbo, negative_elbo_loss
+from vicourse.objectives.bounds import elbo, negative_elbo_loss
 from vicourse.data import binarize_threshold, minibatches
-from vicourse.vae import VAE
+from vicourse.models.vae import VAE
 
 Loss = Callable[[VAE, Tensor], Tensor]
 BINARIZATIONS = ("dynamic", "static", "none")

@@ -10,7 +10,7 @@ A chapter (a MyST notebook read with jupytext) marks its exercises like this:
   (a ``replace``/``with`` edit of the answer) in its metadata;
 - after the solution, checks: code cells with nbgrader metadata (``grade: true``, ``points``,
   ``grade_id`` = the exercise label + ``-`` + a name), tagged ``remove-cell``, that call
-  :mod:`vicourse.exercise_checks`, with any hidden tests between ``### BEGIN HIDDEN TESTS`` and
+  :mod:`vicourse.course.checks`, with any hidden tests between ``### BEGIN HIDDEN TESTS`` and
   ``### END HIDDEN TESTS``;
 - hidden cells that check a written solution's claims, tagged ``solution-check``;
 - the cells that the exercises need (imports, the model they use), tagged ``exercise-setup``.
@@ -174,7 +174,7 @@ def read_chapter(path: Path | str) -> Chapter:
 def find_root(start: Path | None = None) -> Path:
     """The book's folder (with ``_toc.yml``): ``start`` or a parent, else this package's repo."""
     start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents, Path(__file__).resolve().parents[1]):
+    for folder in (start, *start.parents, Path(__file__).resolve().parents[2]):
         if (folder / "_toc.yml").is_file():
             return folder
     raise FileNotFoundError(

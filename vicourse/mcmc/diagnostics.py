@@ -73,7 +73,7 @@ def _variances(draws: Tensor) -> tuple[Tensor, Tensor]:
     return within, pooled
 
 
-def _autocorrelation_time(draws: Tensor) -> float:
+def autocorrelation_time(draws: Tensor) -> float:
     r"""Geyer's initial monotone sequence estimate of :math:`\tau` for one quantity,
     draws ``(N, C)``.
 
@@ -105,7 +105,7 @@ def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> 
         \hat N_\mathrm{eff} = \frac{S}{\hat\tau}, \qquad
         \hat\tau = -1 + 2 \sum_{m=0}^{M - 1} \hat P_m, \qquad S = NC,
 
-    with the monotone pair sums :math:`\hat P_m` of :func:`_autocorrelation_time`, capped at
+    with the monotone pair sums :math:`\hat P_m` of :func:`autocorrelation_time`, capped at
     :math:`S \log_{10} S` as in Stan. ``rank_normalize_draws=True`` gives the "bulk" ESS of
     Vehtari et al. (2021).
 
@@ -120,7 +120,7 @@ def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> 
         draws = rank_normalize(draws)
     total = draws.shape[0] * draws.shape[1]
     flat = draws.reshape(draws.shape[0], draws.shape[1], -1)
-    ess = [total / max(_autocorrelation_time(flat[..., k]), 1 / math.log10(total))
+    ess = [total / max(autocorrelation_time(flat[..., k]), 1 / math.log10(total))
            for k in range(flat.shape[-1])]
     return torch.tensor(ess, dtype=torch.float64).reshape(draws.shape[2:])
 

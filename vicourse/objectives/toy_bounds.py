@@ -1,6 +1,6 @@
 r"""The importance weighted bound :math:`\mathcal L_K` on the conjugate Gaussian toy model.
 
-For :class:`~vicourse.toy_model.ConjugateGaussian` (:math:`z \sim \mathcal N(0, 1)`,
+For :class:`~vicourse.models.toy_model.ConjugateGaussian` (:math:`z \sim \mathcal N(0, 1)`,
 :math:`x \mid z \sim \mathcal N(z, s^2)`) and a Gaussian proposal
 :math:`q(z) = \mathcal N(m, \sigma_q^2)`, everything the theory of :math:`\mathcal L_K` talks
 about is known exactly: :math:`\log p(x)`, the ELBO :math:`\mathcal L_1`, and the
@@ -25,8 +25,8 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from vicourse._checks import check_positive_finite, is_finite_real, positive_count
-from vicourse.bounds import log_mean_exp
-from vicourse.toy_model import ConjugateGaussian
+from vicourse.objectives.bounds import log_mean_exp
+from vicourse.models.toy_model import ConjugateGaussian
 
 
 def toy_log_weights(

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vicourse._checks import positive_count
-from vicourse.gaussian_kl import kl_diag_gaussian_std_normal
-from vicourse.vae import VAE, reparameterized_sample
+from vicourse.objectives.gaussian_kl import kl_diag_gaussian_std_normal
+from vicourse.models.vae import VAE, reparameterized_sample
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
