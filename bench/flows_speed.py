@@ -11,8 +11,9 @@ Adam, in one run:
    S x n pairs, checks the loss for NaN/inf in Python, and updates with
    ``Adam(weight_decay=1e-5)`` (on a CPU, PyTorch's default Adam loops over the parameter
    tensors one by one). float32, as in the source.
-2. **vicourse's way** (``vicourse.families.flows.realnvp_flow`` + ``train_flow``): one MLP per coupling
-   that outputs log-scale and shift together, the likelihood through the sufficient statistic
+2. **vicourse's way** (``vicourse.families.flows.realnvp_flow`` + ``train_flow``): one MLP
+   per coupling that outputs log-scale and shift together, the likelihood through the
+   sufficient statistic
    (``vicourse.models.banana.Banana.log_joint``: O(S) instead of O(S n)), base draws from a torch
    generator, and Adam's fused update. float64, as in the chapter; the ordinary
    reparameterization gradient, as in the source (the chapter's sticking-the-landing gradient
@@ -36,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vicourse.models.banana import Banana
 from vicourse.families.flows import realnvp_flow, train_flow
+from vicourse.models.banana import Banana
 
 
 class SourceMLP(nn.Module):

@@ -33,9 +33,9 @@ import time
 import numpy as np
 import torch
 
-from vicourse.models.banana import Banana
 from vicourse.mcmc.diagnostics import effective_sample_size
 from vicourse.mcmc.hmc import sample_hmc
+from vicourse.models.banana import Banana
 
 STEP_SIZE, NUM_STEPS = 0.1, 10
 

@@ -29,10 +29,10 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
-from vicourse.objectives.bounds import negative_elbo_loss
 from vicourse.data import data_root, load_mnist
-from vicourse.train import train_vae
 from vicourse.models.vae import VAE
+from vicourse.objectives.bounds import negative_elbo_loss
+from vicourse.train import train_vae
 
 
 def sources_epoch(model: VAE, loader: DataLoader, optimizer: torch.optim.Optimizer) -> None:

@@ -1,7 +1,6 @@
 """Reading the book's table of contents and telling notebook chapters from plain pages.
 
-Shared by ``conftest.py`` (which hands chapters to nbval), ``tests/test_book.py`` and
-``tests/test_rendered_pages.py``.
+Shared by ``tests/test_book.py`` and ``tests/test_rendered_pages.py``.
 """
 
 from __future__ import annotations

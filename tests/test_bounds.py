@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy.integrate import quad
 from torch.distributions import Bernoulli
 
+from vicourse.models.vae import VAE
 from vicourse.objectives.bounds import (
     bernoulli_log_likelihood,
     elbo,
@@ -33,7 +34,6 @@ from vicourse.objectives.bounds import (
     negative_elbo_stl_loss,
     negative_iwae_loss,
 )
-from vicourse.models.vae import VAE
 
 F64 = torch.float64
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Independent, Normal, kl_divergence
 
-from vicourse.objectives.elbo import elbo_estimate, elbo_samples
 from vicourse.models.toy_model import ConjugateGaussian
+from vicourse.objectives.elbo import elbo_estimate, elbo_samples
 
 F64 = torch.float64
 

@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from vicourse.objectives.gaussian_kl import kl_diag_gaussian_std_normal, kl_diag_gaussians, kl_full_gaussians
+from vicourse.objectives.gaussian_kl import (
+    kl_diag_gaussian_std_normal,
+    kl_diag_gaussians,
+    kl_full_gaussians,
+)
 
 F64 = torch.float64
 PROPERTY = settings(max_examples=40, deadline=None)

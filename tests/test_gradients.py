@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
+from vicourse.models.toy_model import ConjugateGaussian
 from vicourse.objectives.gradients import (
     ESTIMATORS,
     gaussian_log_density,
@@ -27,7 +28,6 @@ from vicourse.objectives.gradients import (
     score_term_surrogate,
     sticking_the_landing_surrogate,
 )
-from vicourse.models.toy_model import ConjugateGaussian
 
 F64 = torch.float64
 finite = st.floats(-3.0, 3.0, allow_nan=False)

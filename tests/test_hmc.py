@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal
 
-from vicourse.models.banana import Banana
 from vicourse.mcmc.diagnostics import effective_sample_size
 from vicourse.mcmc.hmc import (
     hmc_step,
@@ -25,6 +24,7 @@ from vicourse.mcmc.hmc import (
     log_density_and_grad,
     sample_hmc,
 )
+from vicourse.models.banana import Banana
 
 F64 = torch.float64
 PROPERTY = settings(max_examples=30, deadline=None)

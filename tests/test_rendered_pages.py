@@ -481,7 +481,7 @@ def render(browser: Any, base: str, page: SourcePage) -> Rendered:
 
 def newer_sources(page: SourcePage) -> list[str]:
     """Files that feed a page and changed after its HTML was written (a stale website)."""
-    sources = [page.source, page.source.with_suffix(".ipynb"), ROOT / "_config.yml"]
+    sources = [page.source, ROOT / "_config.yml"]  # the Colab .ipynb is written after the build
     sources += [find_file(bib) for bib in CONFIG["bibtex_bibfiles"]]
     built = page.html.stat().st_mtime
     return [path.name for path in sources if path.exists() and path.stat().st_mtime > built]
@@ -609,7 +609,7 @@ def test_colab_launch_button(rendered: Any, page: SourcePage):
     assert colab_url(page) in links, (
         f"no Colab launch link {colab_url(page)} on {page.file}; found {links} "
         "(check launch_buttons and repository in _config.yml; the button opens the .md "
-        f"instead when the paired .ipynb is missing from the repository)\n{shown.context()}"
+        f"instead when the Colab .ipynb is missing from book/)\n{shown.context()}"
     )
 
 

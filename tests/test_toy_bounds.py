@@ -16,8 +16,8 @@ from scipy.integrate import quad
 from scipy.stats import norm
 from torch.distributions import Normal
 
-from vicourse.objectives.toy_bounds import chi_square_to_posterior, toy_bound_draws, toy_log_weights
 from vicourse.models.toy_model import ConjugateGaussian
+from vicourse.objectives.toy_bounds import chi_square_to_posterior, toy_bound_draws, toy_log_weights
 
 MODEL = ConjugateGaussian(noise_std=0.5)
 X, Q_MEAN, Q_STD = 2.0, 1.0, 0.8

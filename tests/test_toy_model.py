@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from vicourse.objectives.gaussian_kl import kl_diag_gaussians
 from vicourse.models.toy_model import AffineGaussianEncoder, ConjugateGaussian, LinearGaussian
+from vicourse.objectives.gaussian_kl import kl_diag_gaussians
 
 F64 = torch.float64
 PROPERTY = settings(max_examples=60, deadline=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vicourse.models.vae import VAE
 from vicourse.objectives.bounds import elbo, negative_elbo_loss
 from vicourse.train import evaluate_elbo, train_vae
-from vicourse.models.vae import VAE
 
 
 def two_prototypes(n: int = 512, d: int = 16) -> torch.Tensor:

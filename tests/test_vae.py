@@ -1,4 +1,4 @@
-"""Tests of the VAE model (vicourse.models.vae): the reparameterized sample, shapes, input checks."""
+"""Tests of vicourse.models.vae: the reparameterized sample, shapes, input checks."""
 
 from __future__ import annotations
 

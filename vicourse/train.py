@@ -16,9 +16,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vicourse._checks import check_positive_finite, positive_count
-from vicourse.objectives.bounds import elbo, negative_elbo_loss
 from vicourse.data import binarize_threshold, minibatches
 from vicourse.models.vae import VAE
+from vicourse.objectives.bounds import elbo, negative_elbo_loss
 
 Loss = Callable[[VAE, Tensor], Tensor]
 BINARIZATIONS = ("dynamic", "static", "none")
@@ -70,40 +70,15 @@ def train_vae(
     loss_fn: Loss = negative_elbo_loss,
     progress: bool = True,
 ) -> History:
-    """Train ``model`` with Adam for ``epochs`` passes over ``train_images``.
+    """Train model in place with Adam on random batches of train_images, for the given epochs.
 
-    Args:
-        model: the VAE (trained in place).
-        train_images: grey levels in [0, 1], shape ``(N, D)``, on the model's device.
-        test_x: binary test images ``(M, D)`` whose ELBO is recorded after every epoch.
-        train_eval_x: binary training images (a fixed binarization of some or all of
-            ``train_images``) whose ELBO is recorded after every epoch.
-        epochs, batch_size, lr: the schedule.
-        final_lr: if given, the learning rate decays geometrically after every epoch, from
-            ``lr`` in the first epoch to ``final_lr`` in the last.
-        binarize: ``"dynamic"`` draws each pixel ~ Bernoulli(grey level) anew for every
-            batch; ``"static"`` thresholds the grey levels at 0.5 once; ``"none"`` trains on
-            the grey levels themselves (only for losses that accept them).
-        loss_fn: maps ``(model, batch)`` to the scalar to minimize.
-        progress: show a progress bar.
-
-    Randomness (initialization aside) comes from torch's global generator: seed it with
-    ``torch.manual_seed`` for a reproducible run.
+    train_images: (N, D) grey levels; test_x, train_eval_x: (M, D) binary, evaluated every epoch
     """
-    epochs = positive_count(epochs, "epochs")
-    batch_size = positive_count(batch_size, "batch_size")
-    check_positive_finite(lr, "lr")
-    if final_lr is not None:
-        check_positive_finite(final_lr, "final_lr")
-    if binarize not in BINARIZATIONS:
-        raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
-    if train_images.ndim != 2 or train_images.shape[1] != model.data_dim:
-        raise ValueError(
-            f"train_images must have shape (N, {model.data_dim}), got "
-            f"{tuple(train_images.shape)}; flatten images with x.reshape(len(x), -1)"
-        )
-    data = binarize_threshold(train_images) if binarize == "static" else train_images
+    epochs, batch_size = _check_train_vae_args(
+        model, train_images, epochs, batch_size, lr, final_lr, binarize)
+    data = binarize_threshold(train_images) if binarize == "static" else train_images  # (N, D)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    # the learning rate decays geometrically from lr in the first epoch to final_lr in the last
     decay = 1.0 if final_lr is None or epochs == 1 else (final_lr / lr) ** (1 / (epochs - 1))
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     history = History()
@@ -112,7 +87,7 @@ def train_vae(
         model.train()
         start, total = time.perf_counter(), torch.zeros(())
         for index in minibatches(len(data), batch_size, device=data.device):
-            batch = data[index]
+            batch = data[index]  # (batch_size, D)
             if binarize == "dynamic":  # Bernoulli(grey level), faster than torch.bernoulli
                 batch = (torch.rand_like(batch) < batch).to(batch.dtype)
             loss = loss_fn(model, batch)
@@ -130,3 +105,28 @@ def train_vae(
         bar.set_postfix(loss=history.train_loss[-1],
                         test_elbo=history.test_elbo[-1] if history.test_elbo else None)
     return history
+
+
+def _check_train_vae_args(
+    model: VAE,
+    train_images: Tensor,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    final_lr: float | None,
+    binarize: str,
+) -> tuple[int, int]:
+    """epochs and batch_size as ints, after checking the schedule, binarize and the images."""
+    epochs = positive_count(epochs, "epochs")
+    batch_size = positive_count(batch_size, "batch_size")
+    check_positive_finite(lr, "lr")
+    if final_lr is not None:
+        check_positive_finite(final_lr, "final_lr")
+    if binarize not in BINARIZATIONS:
+        raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
+    if train_images.ndim != 2 or train_images.shape[1] != model.data_dim:
+        raise ValueError(
+            f"train_images must have shape (N, {model.data_dim}), got "
+            f"{tuple(train_images.shape)}; flatten images with x.reshape(len(x), -1)"
+        )
+    return epochs, batch_size

@@ -40,13 +40,13 @@ KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 PROOF_KINDS = {"theorem": "Theorem", "lemma": "Lemma", "proposition": "Proposition",
                "corollary": "Corollary", "definition": "Definition", "remark": "Remark",
                "example": "Example", "algorithm": "Algorithm"}
-ROLE = re.compile(r"\{(?P<name>[\w:-]+)\}`(?P<content>[^`]*)`")
+ROLE = re.compile(r"(?<!`)\{(?P<name>[\w:-]+)\}`(?P<content>[^`]*)`")  # not in `code`
 SHOW_CELL = re.compile(r'^show\("(?P<dotted>vicourse(?:\.\w+)+)"\)\s*$')
 LABEL_LINE = re.compile(r"^\((?P<label>[\w-]+)\)=\s*$")
 EQ_LABEL = re.compile(r"^\$\$\s*\((?P<label>[\w-]+)\)\s*$")
 HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*$")
 # What must not survive the conversion: a role, a directive fence, a target line.
-MYST_LEFTOVER = re.compile(r"\{[\w:-]+\}`|^(`{3,}|:{3,})\{|^\([\w-]+\)=\s*$", re.M)
+MYST_LEFTOVER = re.compile(r"(?<!`)\{[\w:-]+\}`|^(`{3,}|:{3,})\{|^\([\w-]+\)=\s*$", re.M)
 
 
 class ColabError(ValueError):
@@ -288,14 +288,10 @@ class Converter:
         return "\n".join(out)
 
     def convert_spans(self, line: str) -> str:
-        """Roles outside inline code spans (a role is itself written with backticks)."""
-        pieces, position = [], 0
-        for match in ROLE.finditer(line):
-            pieces.append(line[position:match.start()])
-            pieces.append(self.role(match))
-            position = match.end()
-        pieces.append(line[position:])
-        return "".join(pieces)
+        """Roles outside inline code spans (``` `` {ref}`x` `` ``` stays as written)."""
+        pieces = re.split(r"((?<!`)`{2,}(?!`).*?(?<!`)`{2,}(?!`))", line)  # double-backtick spans
+        return "".join(piece if index % 2 else ROLE.sub(self.role, piece)
+                       for index, piece in enumerate(pieces))
 
     def markdown(self, source: str, minutes: object = None) -> str:
         """Convert a Markdown cell; ``minutes`` (cell metadata) goes into an exercise heading."""
@@ -421,6 +417,8 @@ def colab_notebook(book: Book, page: str, glue: dict[str, str]) -> NotebookNode:
     cells.insert(1 if cells and cells[0].cell_type == "markdown" else 0, header_cell(book, page))
     if references := converter.references():
         cells.append(nbformat.v4.new_markdown_cell(references))
+    for number, cell in enumerate(cells):
+        cell.id = f"cell-{number}"  # nbformat draws random ids; these keep the file stable
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata = {
         "kernelspec": KERNEL,
@@ -512,7 +510,7 @@ def myst_leftovers(notebook: dict) -> list[str]:
             continue
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         prose = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", text, flags=re.M | re.S)
-        prose = re.sub(r"(?<!`)`[^`\n]+`(?!`)", "", prose)  # inline code spans
+        prose = re.sub(r"(?<!`)``(?!`).*?(?<!`)``(?!`)", "", prose)  # ``code spans``
         found += [m.group(0) for m in MYST_LEFTOVER.finditer(prose)]
     return found
 

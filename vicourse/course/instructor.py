@@ -3,7 +3,8 @@
 Two commands, run in the repository (or anywhere, when vicourse is installed editable)::
 
     python -m vicourse.course.instructor student [CHAPTER ...] --out DIR [--github FOLDER_URL]
-    python -m vicourse.course.instructor grade SUBMISSION ... --out DIR [--exercises-only] [--jobs N]
+    python -m vicourse.course.instructor grade SUBMISSION ... --out DIR [--exercises-only]
+        [--jobs N]
 
 ``student`` writes ``DIR/<chapter>.ipynb`` for the given chapters (default: every chapter of
 ``_toc.yml`` with exercises): answers replaced by ``raise NotImplementedError()`` (nbgrader's
@@ -489,7 +490,8 @@ def exercise_rows(chapter_paths: Iterable[Path]) -> list[dict[str, object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vicourse.course.instructor", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vicourse.course.instructor",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="the book's folder (default: found from "
                         "the current folder, or from the editable vicourse install)")

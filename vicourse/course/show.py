@@ -39,10 +39,10 @@ def resolve(dotted: str) -> object:
 
 def source_markdown(dotted: str) -> str:
     """The source of ``dotted`` as a fenced Python block, headed by the file it comes from."""
-    obj = resolve(dotted)
+    obj = inspect.unwrap(resolve(dotted))  # a decorated function: its own source
     path = Path(inspect.getsourcefile(obj)).resolve()
     package = Path(vicourse.__file__).resolve().parent.parent
-    where = path.relative_to(package) if path.is_relative_to(package) else path.name
+    where = path.relative_to(package) if path.is_relative_to(package) else Path(path.name)
     source = textwrap.dedent(inspect.getsource(obj))  # a method is indented in its class
     return f"```python\n# {where.as_posix()}\n{source.rstrip()}\n```\n"
 

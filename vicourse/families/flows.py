@@ -43,26 +43,9 @@ def _check_input(z: Tensor, dim: int, layer: str) -> None:
 
 
 class PlanarLayer(nn.Module):
-    r"""One planar transformation :math:`f(z) = z + \hat u \tanh(w^\top z + b)`.
+    """A planar layer f(z) = z + u_hat tanh(w @ z + b), invertible since w @ u_hat > -1.
 
-    :math:`f` is invertible when :math:`w^\top \hat u \ge -1`. The raw parameter :math:`u`
-    is free; the layer uses (:meth:`u_hat`)
-
-    .. math::
-
-        \hat u = u + \big(\operatorname{softplus}(w^\top u) - 1 - w^\top u\big)
-        \frac{w}{\|w\|^2}, \qquad\text{so}\qquad
-        w^\top \hat u = \operatorname{softplus}(w^\top u) - 1 > -1 .
-
-    By the matrix determinant lemma, with :math:`h = \tanh(w^\top z + b)`,
-
-    .. math::
-
-        \det J(z) = 1 + (1 - h^2)\, w^\top \hat u
-        = h^2 + (1 - h^2) \operatorname{softplus}(w^\top u) > 0,
-
-    and the second form, a sum of non-negative terms, is what the layer computes: the first
-    form loses the sign to rounding when :math:`w^\top \hat u` is within rounding error of -1.
+    z: (..., D) -> x: (..., D), log|det J|: (...)
     """
 
     def __init__(self, dim: int = 2) -> None:
@@ -78,15 +61,16 @@ class PlanarLayer(nn.Module):
         return self.u + (softplus - 1 - wu) * self.w / self.w.square().sum(), softplus
 
     def u_hat(self) -> Tensor:
-        """The constrained vector :math:`\\hat u` (shape ``(D,)``), with ``w @ u_hat > -1``."""
+        """The constrained vector u_hat, (D,), with w @ u_hat > -1."""
         return self._u_hat_and_softplus()[0]
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         _check_input(z, self.dim, "PlanarLayer")
         u_hat, softplus = self._u_hat_and_softplus()  # softplus = w @ u_hat + 1
         h = torch.tanh(z @ self.w + self.b)  # (...)
-        x = z + h.unsqueeze(-1) * u_hat
+        x = z + h.unsqueeze(-1) * u_hat  # (..., D)
         h2 = h.square()
+        # det J = 1 + (1 - h^2) w @ u_hat, as a sum of non-negative terms (no cancellation)
         return x, torch.log(h2 + (1 - h2) * softplus)
 
 
@@ -123,39 +107,34 @@ class _Coupling(nn.Module):
         return (second, first) if self.flip else (first, second)
 
     def join(self, cond: Tensor, moved: Tensor) -> Tensor:
-        """Inverse of :meth:`split`."""
+        """Inverse of split."""
         return torch.cat([moved, cond] if self.flip else [cond, moved], dim=-1)
 
 
 class AdditiveCoupling(_Coupling):
-    r"""NICE's additive coupling: :math:`x_a = z_a`, :math:`x_b = z_b + m(z_a)`.
+    """NICE's additive coupling x_a = z_a, x_b = z_b + m(z_a), with log|det J| = 0.
 
-    The Jacobian is unit triangular, so :math:`\log|\det J| = 0`: the layer preserves volume.
+    z: (..., D) -> x: (..., D), log|det J|: (...)
     """
 
     def __init__(self, dim: int = 2, flip: bool = False, hidden: int = 32) -> None:
         super().__init__(dim, flip, hidden, outputs_per_coordinate=1)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        cond, moving = self.split(z)
-        x = self.join(cond, moving + self.conditioner(cond))
+        cond, moving = self.split(z)  # (..., D_a), (..., D_b)
+        x = self.join(cond, moving + self.conditioner(cond))  # (..., D)
         return x, z.new_zeros(z.shape[:-1])
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        """z = f^-1(x) and log|det J_inverse(x)|."""
         cond, moved = self.split(x)
         return self.join(cond, moved - self.conditioner(cond)), x.new_zeros(x.shape[:-1])
 
 
 class AffineCoupling(_Coupling):
-    r"""RealNVP's affine coupling: :math:`x_a = z_a`,
-    :math:`x_b = z_b \odot e^{s(z_a)} + t(z_a)`.
+    """RealNVP's affine coupling x_a = z_a, x_b = z_b * exp(s(z_a)) + t(z_a); log|det J| = sum s.
 
-    The shift :math:`t` is unconstrained (it may be negative). The log-scale is bounded,
-    :math:`s = c \tanh(\tilde s / c)` with :math:`c` = ``max_log_scale``, so that no single
-    layer can blow up or collapse a coordinate; near zero :math:`s \approx \tilde s`.
-    The Jacobian is triangular with diagonal :math:`(1, \dots, 1, e^{s_1}, \dots)`, so
-    :math:`\log|\det J| = \sum_j s_j(z_a)`.
+    z: (..., D) -> x: (..., D), log|det J|: (...)
     """
 
     def __init__(
@@ -166,31 +145,29 @@ class AffineCoupling(_Coupling):
         self.max_log_scale = float(max_log_scale)
 
     def scale_and_shift(self, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """The bounded log-scale :math:`s` and the shift :math:`t`, each ``(..., D_b)``."""
+        """The bounded log-scale s = c tanh(raw / c) and the shift t, each (..., D_b)."""
         raw_log_scale, shift = self.conditioner(cond).chunk(2, dim=-1)
         c = self.max_log_scale
         return c * torch.tanh(raw_log_scale / c), shift
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        cond, moving = self.split(z)
-        log_scale, shift = self.scale_and_shift(cond)
-        x = self.join(cond, moving * log_scale.exp() + shift)
+        cond, moving = self.split(z)  # (..., D_a), (..., D_b)
+        log_scale, shift = self.scale_and_shift(cond)  # (..., D_b) each
+        x = self.join(cond, moving * log_scale.exp() + shift)  # (..., D)
         return x, log_scale.sum(-1)
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        """z = f^-1(x) and log|det J_inverse(x)|."""
         cond, moved = self.split(x)
         log_scale, shift = self.scale_and_shift(cond)
         return self.join(cond, (moved - shift) * (-log_scale).exp()), -log_scale.sum(-1)
 
 
 class ElementwiseAffine(nn.Module):
-    r""":math:`x = \mu + e^{\ell} \odot z` with free :math:`\mu, \ell \in \mathbb R^D`;
-    :math:`\log|\det J| = \sum_j \ell_j`.
+    """x = loc + exp(log_scale) * z with free loc, log_scale in R^D; log|det J| = sum log_scale.
 
-    On a standard normal base this is the diagonal Gaussian
-    :math:`q = \mathcal N(\mu, \operatorname{diag} e^{2\ell})` (:func:`diagonal_gaussian`);
-    with ``loc=False`` it is NICE's final scaling layer.
+    On a standard normal base this is the diagonal Gaussian N(loc, diag exp(2 log_scale))
+    (diagonal_gaussian); with loc=False it is NICE's final scaling layer.
     """
 
     def __init__(self, dim: int = 2, loc: bool = True) -> None:
@@ -201,13 +178,13 @@ class ElementwiseAffine(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         _check_input(z, self.dim, "ElementwiseAffine")
-        x = z * self.log_scale.exp()
+        x = z * self.log_scale.exp()  # (..., D)
         if self.loc is not None:
             x = x + self.loc
-        return x, self.log_scale.sum().expand(z.shape[:-1])
+        return x, self.log_scale.sum().expand(z.shape[:-1])  # (..., D), (...)
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z, log|det J_inverse(x)|)`` with ``z = f^{-1}(x)``."""
+        """z = f^-1(x) and log|det J_inverse(x)|."""
         _check_input(x, self.dim, "ElementwiseAffine")
         if self.loc is not None:
             x = x - self.loc
@@ -215,10 +192,9 @@ class ElementwiseAffine(nn.Module):
 
 
 class FlowSequence(nn.Module):
-    r"""The composition :math:`f_K \circ \dots \circ f_1` of flow layers.
+    """The composition f_K o ... o f_1 of flow layers.
 
-    ``forward(z)`` returns :math:`x = f(z)` and
-    :math:`\sum_k \log|\det J_{f_k}(z_{k-1})|`, shape ``(...)``.
+    forward(z) returns x = f(z) and sum_k log|det J_{f_k}(z_{k-1})|, shape (...).
     """
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
@@ -240,7 +216,7 @@ class FlowSequence(nn.Module):
         return z, total
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z, log|det J_inverse(x)|)``; needs every layer to have an ``inverse``."""
+        """z = f^-1(x) and log|det J_inverse(x)|; needs every layer to have an inverse."""
         missing = [type(layer).__name__ for layer in self.layers if not hasattr(layer, "inverse")]
         if missing:
             raise NotImplementedError(
@@ -255,7 +231,7 @@ class FlowSequence(nn.Module):
 
 
 def planar_flow(dim: int = 2, num_layers: int = 8) -> FlowSequence:
-    """``num_layers`` planar layers (:class:`PlanarLayer`)."""
+    """num_layers planar layers (PlanarLayer)."""
     num_layers = positive_count(num_layers, "num_layers")
     return FlowSequence([PlanarLayer(dim) for _ in range(num_layers)])
 
@@ -280,7 +256,7 @@ def realnvp_flow(
 
 
 def diagonal_gaussian(dim: int = 2) -> FlowSequence:
-    """The baseline :math:`q = \\mathcal N(\\mu, \\operatorname{diag}\\sigma^2)`, one layer."""
+    """The baseline q = N(mu, diag sigma^2), one ElementwiseAffine layer."""
     return FlowSequence([ElementwiseAffine(dim, loc=True)])
 
 
@@ -294,22 +270,15 @@ def _dtype_and_device(flow: nn.Module) -> tuple[torch.dtype, torch.device]:
 def flow_sample(
     flow: nn.Module, num_samples: int, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    r"""Draws :math:`x = f(z)`, :math:`z \sim \mathcal N(0, I_D)`, and their :math:`\log q(x)`.
+    """Draws x = f(z), z ~ N(0, I), with log q(x) = log N(z; 0, I) - log|det J_f(z)|.
 
-    .. math::
-
-        \log q(x) = \log \mathcal N(z; 0, I_D) - \log|\det J_f(z)| .
-
-    Differentiable in the flow's parameters (the draws are reparameterized).
-
-    Returns:
-        ``x`` of shape ``(S, D)`` and ``log_q`` of shape ``(S,)``, in the flow's dtype.
+    num_samples: S -> x: (S, D), log_q: (S,), in the flow's dtype; reparameterized
     """
     num_samples = positive_count(num_samples, "num_samples")
     dtype, device = _dtype_and_device(flow)
     z = torch.randn(num_samples, flow.dim, generator=generator, dtype=dtype, device=device)
-    x, log_det = flow(z)
-    return x, STANDARD_NORMAL.log_prob(z).sum(-1) - log_det
+    x, log_det = flow(z)  # (S, D), (S,)
+    return x, STANDARD_NORMAL.log_prob(z).sum(-1) - log_det  # (S, D), (S,)
 
 
 def flow_elbo_samples(
@@ -319,21 +288,18 @@ def flow_elbo_samples(
     generator: torch.Generator | None = None,
     frozen: nn.Module | None = None,
 ) -> Tensor:
-    r"""Per-sample ELBO terms :math:`\log p(y, x_s) - \log q(x_s)`, shape ``(S,)``.
+    """Per-sample ELBO terms log p(y, x_s) - log q(x_s), shape (S,).
 
     Args:
-        flow: a flow with attribute ``dim``, mapping ``(S, D)`` to ``(x, log_det)``.
-        log_joint: the unnormalized log target, ``(S, D) -> (S,)``.
+        flow: a flow with attribute dim, mapping (S, D) to (x, log_det).
+        log_joint: the unnormalized log target, (S, D) -> (S,).
         num_samples: S.
         generator: the source of the base draws (default: torch's global generator).
-        frozen: for the "sticking the landing" gradient, a copy of ``flow`` with the same
-            parameter values that does not require gradients. Then
-            :math:`\log q(x_s)` is evaluated as
-            :math:`\log \mathcal N(f_{\bar\phi}^{-1}(x_s)) + \log|\det J_{f_{\bar\phi}^{-1}}(x_s)|`
-            with the frozen parameters :math:`\bar\phi`: the same values, but the gradient
-            keeps only the path through :math:`x_s = f_\phi(z_s)` and drops the score term
-            :math:`\nabla_\phi \log q_\phi(x)`, whose expectation is zero. Needs
-            ``frozen.inverse``.
+        frozen: for the "sticking the landing" gradient, a copy of flow with the same
+            parameter values that does not require gradients. Then log q(x_s) is evaluated
+            as log N(g(x_s)) + log|det J_g(x_s)| with g the frozen flow's inverse: the same
+            values, but the gradient keeps only the path through x_s = f(z_s) and drops the
+            score term grad log q(x), whose expectation is zero. Needs frozen.inverse.
     """
     if frozen is None:
         x, log_q = flow_sample(flow, num_samples, generator)
@@ -360,9 +326,9 @@ def flow_elbo(
     generator: torch.Generator | None = None,
     frozen: nn.Module | None = None,
 ) -> Tensor:
-    r"""The Monte Carlo ELBO :math:`\frac1S \sum_s [\log p(y, f(z_s)) - \log q(f(z_s))]`,
-    a scalar; its gradient is the reparameterization gradient (or, with ``frozen``, the
-    sticking-the-landing gradient: see :func:`flow_elbo_samples`)."""
+    """The Monte Carlo ELBO (1/S) sum_s [log p(y, f(z_s)) - log q(f(z_s))], a scalar; its
+    gradient is the reparameterization gradient (or, with frozen, the sticking-the-landing
+    gradient: see flow_elbo_samples)."""
     return flow_elbo_samples(flow, log_joint, num_samples, generator, frozen).mean()
 
 
@@ -374,9 +340,9 @@ def evaluate_flow_elbo(
     batch_size: int = 10**5,
     seed: int = 0,
 ) -> tuple[float, float]:
-    r"""The ELBO from many draws, and its standard error
-    :math:`\hat\sigma / \sqrt{S}` (the sample standard deviation of the terms over
-    :math:`\sqrt S`), drawn in batches to bound memory. Returns ``(elbo, standard_error)``."""
+    """The ELBO from many draws, and its standard error sigma_hat / sqrt(S) (the sample
+    standard deviation of the terms over sqrt(S)), drawn in batches to bound memory.
+    Returns (elbo, standard_error)."""
     num_samples = positive_count(num_samples, "num_samples")
     batch_size = positive_count(batch_size, "batch_size")
     generator = torch.Generator(device=_dtype_and_device(flow)[1]).manual_seed(seed)
@@ -403,33 +369,18 @@ def train_flow(
     progress: bool = True,
     desc: str = "training",
 ) -> list[float]:
-    r"""Maximize the Monte Carlo ELBO (:func:`flow_elbo`, S = ``num_samples``) with Adam.
+    """Maximize the Monte Carlo ELBO with Adam, the learning rate decaying from lr to final_lr.
 
-    The learning rate decays geometrically from ``lr`` to ``final_lr`` over ``num_steps``,
-    so that the last steps average out the Monte Carlo noise of the gradient. With
-    ``stick_the_landing``, the gradient drops the score term (see :func:`flow_elbo_samples`),
-    which vanishes in expectation and whose noise vanishes as q approaches the target; this
-    needs a flow with an ``inverse``. Base draws come from a generator seeded with ``seed``.
-
-    Returns:
-        The ELBO estimate of every step (before its update), a list of ``num_steps`` floats.
+    log_joint: (S, D) -> (S,); returns the ELBO estimate of every step, before its update
     """
-    num_steps = positive_count(num_steps, "num_steps")
-    check_positive_finite(lr, "lr")
-    check_positive_finite(final_lr, "final_lr")
-    frozen = None
+    num_steps = _check_train_flow_args(flow, num_steps, lr, final_lr, stick_the_landing)
+    frozen = None  # with stick_the_landing, a copy of the flow whose parameters are detached
     if stick_the_landing:
-        if not hasattr(flow, "inverse"):
-            raise ValueError(
-                f"stick_the_landing needs log q(x) at a given x, through the flow's inverse, "
-                f"and {type(flow).__name__} has no inverse; train it with "
-                "stick_the_landing=False"
-            )
         frozen = copy.deepcopy(flow).requires_grad_(False)
         pairs = list(zip(frozen.parameters(), flow.parameters(), strict=True))
     generator = torch.Generator(device=_dtype_and_device(flow)[1]).manual_seed(seed)
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr, fused=True)
-    gamma = (final_lr / lr) ** (1 / max(num_steps - 1, 1))
+    gamma = (final_lr / lr) ** (1 / max(num_steps - 1, 1))  # geometric decay per step
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
     trace = torch.empty(num_steps, dtype=torch.float64)
     for step in tqdm(range(num_steps), desc=desc, disable=not progress):
@@ -444,9 +395,30 @@ def train_flow(
         schedule.step()
         trace[step] = elbo.detach()
     values = trace.tolist()
+    _check_finite_elbos(values)
+    return values
+
+
+def _check_train_flow_args(
+    flow: nn.Module, num_steps: int, lr: float, final_lr: float, stick_the_landing: bool
+) -> int:
+    """num_steps as an int, after checking the learning rates and that STL has an inverse."""
+    num_steps = positive_count(num_steps, "num_steps")
+    check_positive_finite(lr, "lr")
+    check_positive_finite(final_lr, "final_lr")
+    if stick_the_landing and not hasattr(flow, "inverse"):
+        raise ValueError(
+            f"stick_the_landing needs log q(x) at a given x, through the flow's inverse, "
+            f"and {type(flow).__name__} has no inverse; train it with "
+            "stick_the_landing=False"
+        )
+    return num_steps
+
+
+def _check_finite_elbos(values: list[float]) -> None:
+    """Raise FloatingPointError at the first ELBO of a training run that is not finite."""
     if not all(math.isfinite(v) for v in values):
         first = next(i for i, v in enumerate(values) if not math.isfinite(v))
         raise FloatingPointError(
             f"the ELBO became {values[first]} at step {first}; lower lr or train in float64"
         )
-    return values

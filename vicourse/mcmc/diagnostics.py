@@ -45,9 +45,10 @@ def split_chains(draws: Tensor) -> Tensor:
 
 
 def rank_normalize(draws: Tensor) -> Tensor:
-    r"""Normal scores of the ranks, pooled over draws and chains, for each quantity:
-    :math:`z = \Phi^{-1}\big((r - 3/8) / (S + 1/4)\big)` with average ranks r of ties and
-    :math:`S = NC` (Blom's offsets)."""
+    """Normal scores of the ranks, pooled over draws and chains, for each quantity:
+    z = Phi^-1((r - 3/8) / (S + 1/4)) with average ranks r of ties and S = NC (Blom's
+    offsets).
+    """
     flat = draws.reshape(-1, *draws.shape[2:]).cpu().numpy()
     ranks = stats.rankdata(flat, axis=0, method="average")
     scores = stats.norm.ppf((ranks - 0.375) / (flat.shape[0] + 0.25))
@@ -55,8 +56,9 @@ def rank_normalize(draws: Tensor) -> Tensor:
 
 
 def autocovariance(draws: Tensor) -> Tensor:
-    r"""The autocovariance of each chain at every lag, by FFT, shape ``(N, C, ...)``:
-    :math:`\hat\gamma_t = \frac1N \sum_{i=1}^{N-t} (x_i - \bar x)(x_{i+t} - \bar x)`."""
+    """The autocovariance of each chain at every lag, by FFT, shape (N, C, ...):
+    gamma_t = (1/N) sum_{i=1}^{N-t} (x_i - mean)(x_{i+t} - mean).
+    """
     n = draws.shape[0]
     centred = draws - draws.mean(0)
     spectrum = torch.fft.rfft(centred, n=2 * n, dim=0)  # zero padding: no wrap-around
@@ -74,46 +76,37 @@ def _variances(draws: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def autocorrelation_time(draws: Tensor) -> float:
-    r"""Geyer's initial monotone sequence estimate of :math:`\tau` for one quantity,
-    draws ``(N, C)``.
+    """Geyer's initial monotone sequence estimate of tau for one quantity, over all chains.
 
-    Combined over chains, :math:`\hat\rho_t = 1 - (W - \overline{\hat\gamma_t}) / \widehat{var}^+`.
-    The sums :math:`P_m = \hat\rho_{2m} + \hat\rho_{2m+1}` of pairs of lags are positive and
-    decreasing for a reversible chain; the estimate sums them up to the first non-positive one
-    (initial positive sequence), after making them decreasing (monotone sequence).
+    draws: (N, C) -> float
     """
     n = draws.shape[0]
     within, pooled = _variances(draws)
     if within == 0:
         return 1.0  # constant chains: every draw is the same number, the mean is exact
-    rho = 1 - (within - autocovariance(draws).mean(1)) / pooled
+    rho = 1 - (within - autocovariance(draws).mean(1)) / pooled  # (N,), combined over chains
     rho[0] = 1.0
     pairs = rho[: 2 * ((n - 1) // 2)].reshape(-1, 2).sum(-1)  # P_m uses lags 2m and 2m + 1
     last = (n - 3) // 2  # Stan uses the pairs with lags up to N - 2 only
     stop = 0 if pairs[0] <= 0 else next((m for m in range(1, last + 1) if pairs[m] <= 0), last)
-    monotone = torch.cummin(pairs[:stop], 0).values
+    monotone = torch.cummin(pairs[:stop], 0).values  # positive pairs, made decreasing
     # Stan's closing term: half of the first pair left out, through its even lag, if positive.
     tail = rho[2 * stop] if (rho[2 * stop] > 0 or pairs[stop] >= 0) else rho.new_zeros(())
     return float(-1 + 2 * monotone.sum() + tail)
 
 
 def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> Tensor:
-    r"""The effective sample size of the mean of each quantity, from split chains.
+    """The effective sample size of the mean of each quantity, from split chains.
 
-    .. math::
-
-        \hat N_\mathrm{eff} = \frac{S}{\hat\tau}, \qquad
-        \hat\tau = -1 + 2 \sum_{m=0}^{M - 1} \hat P_m, \qquad S = NC,
-
-    with the monotone pair sums :math:`\hat P_m` of :func:`autocorrelation_time`, capped at
-    :math:`S \log_{10} S` as in Stan. ``rank_normalize_draws=True`` gives the "bulk" ESS of
-    Vehtari et al. (2021).
+    N_eff = S / tau, tau = -1 + 2 sum_{m=0}^{M-1} P_m, S = NC, with the monotone pair sums P_m
+    of autocorrelation_time, capped at S log10 S as in Stan. rank_normalize_draws=True gives
+    the "bulk" ESS of Vehtari et al. (2021).
 
     Args:
-        draws: shape ``(N, C, ...)`` with N >= 8.
+        draws: shape (N, C, ...) with N >= 8.
 
     Returns:
-        float64 tensor of shape ``(...)``.
+        float64 tensor of shape (...).
     """
     draws = split_chains(_check_draws(draws, 8))
     if rank_normalize_draws:
@@ -126,24 +119,21 @@ def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> 
 
 
 def split_rhat(draws: Tensor, rank_normalize_draws: bool = False) -> Tensor:
-    r"""The potential scale reduction factor of each quantity, from split chains:
+    """The potential scale reduction factor of each quantity, from split chains:
 
-    .. math::
-
-        \hat R = \sqrt{\widehat{var}^+ / W}, \qquad
-        \widehat{var}^+ = \tfrac{N - 1}{N} W + \tfrac1N B,
+        R_hat = sqrt(var_plus / W),   var_plus = (N - 1) / N W + B / N,
 
     where W is the mean variance within the 2C half-chains and B/N the variance of their
     means. It is near 1 when all half-chains sample the same distribution. With
-    ``rank_normalize_draws=True`` it is Vehtari et al.'s (2021) rank-normalized R-hat: the
+    rank_normalize_draws=True it is Vehtari et al.'s (2021) rank-normalized R-hat: the
     larger of the values for the rank-normalized draws and for the rank-normalized distances
     to the median (which detects chains that differ in spread only).
 
     Args:
-        draws: shape ``(N, C, ...)`` with N >= 4.
+        draws: shape (N, C, ...) with N >= 4.
 
     Returns:
-        float64 tensor of shape ``(...)``.
+        float64 tensor of shape (...).
     """
     draws = split_chains(_check_draws(draws, 4))
     if not rank_normalize_draws:

@@ -39,26 +39,16 @@ LogDensity = Callable[[Tensor], Tensor]
 
 
 def log_density_and_grad(log_density: LogDensity, theta: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`\log p(\theta_c)` and :math:`\nabla \log p(\theta_c)` for every chain c.
+    """log p(theta_c) and its gradient for every chain c, by one backward pass through the sum.
 
-    One backward pass through :math:`\sum_c \log p(\theta_c)`: chain c's term depends only on
-    :math:`\theta_c`, so the gradient of the sum with respect to the batch is the batch of
-    gradients. If ``theta`` requires grad, the graph is kept (``create_graph``), so that the
-    result, and a leapfrog trajectory built from it, can be differentiated again.
-
-    Args:
-        log_density: maps ``(C, D)`` to ``(C,)``.
-        theta: positions, shape ``(C, D)``.
-
-    Returns:
-        ``(log_p, grad)`` of shapes ``(C,)`` and ``(C, D)``.
+    log_density: (C, D) -> (C,); theta: (C, D) -> log_p: (C,), grad: (C, D)
     """
-    keep_graph = theta.requires_grad
+    keep_graph = theta.requires_grad  # then the result can be differentiated again
     with torch.enable_grad():
         x = theta if keep_graph else theta.detach().requires_grad_(True)
-        log_p = log_density(x)
+        log_p = log_density(x)  # (C,)
         check_log_density_shape(log_p, theta)
-        (grad,) = torch.autograd.grad(log_p.sum(), x, create_graph=keep_graph)
+        (grad,) = torch.autograd.grad(log_p.sum(), x, create_graph=keep_graph)  # (C, D)
     return (log_p if keep_graph else log_p.detach()), grad
 
 
@@ -70,44 +60,31 @@ def leapfrog(
     num_steps: int,
     grad: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r"""``num_steps`` leapfrog steps of size :math:`\varepsilon` for
-    :math:`H = -\log p(\theta) + \tfrac12 \|r\|^2`.
+    """num_steps leapfrog steps of size step_size for H = -log p(theta) + |r|^2 / 2.
 
-    Each step is a half step in momentum, a full step in position, a half step in momentum:
-
-    .. math::
-
-        r_{1/2} = r + \tfrac{\varepsilon}{2} \nabla \log p(\theta), \quad
-        \theta' = \theta + \varepsilon\, r_{1/2}, \quad
-        r' = r_{1/2} + \tfrac{\varepsilon}{2} \nabla \log p(\theta').
-
-    Consecutive half steps are merged into one full momentum step, so ``num_steps`` steps cost
-    ``num_steps`` gradient evaluations (plus one for ``grad`` if it is not given).
-
-    Args:
-        log_density: maps ``(C, D)`` to ``(C,)``.
-        theta, momentum: shape ``(C, D)``.
-        step_size: :math:`\varepsilon > 0`.
-        num_steps: :math:`L \ge 1`.
-        grad: :math:`\nabla \log p(\theta)`, shape ``(C, D)``, if already known.
-
-    Returns:
-        ``(theta, momentum, log_p, grad)`` at the end of the trajectory, of shapes ``(C, D)``,
-        ``(C, D)``, ``(C,)``, ``(C, D)``.
+    theta, momentum: (C, D); grad: grad log p(theta), (C, D), if known
+    -> theta, momentum: (C, D), log_p: (C,), grad: (C, D) at the end of the trajectory
     """
+    num_steps = _check_leapfrog_args(theta, momentum, step_size, num_steps)
+    if grad is None:
+        _, grad = log_density_and_grad(log_density, theta)  # (C, D)
+    momentum = momentum + 0.5 * step_size * grad  # first half step
+    for step in range(num_steps):
+        theta = theta + step_size * momentum
+        log_p, grad = log_density_and_grad(log_density, theta)
+        # two half steps in momentum merged into one full step, except after the last step
+        momentum = momentum + (step_size if step < num_steps - 1 else 0.5 * step_size) * grad
+    return theta, momentum, log_p, grad
+
+
+def _check_leapfrog_args(theta: Tensor, momentum: Tensor, step_size: float, num_steps: int) -> int:
+    """num_steps as an int, after checking step_size and that momentum matches theta."""
     check_positive_finite(step_size, "step_size")
     num_steps = positive_count(num_steps, "num_steps")
     if momentum.shape != theta.shape:
         raise ValueError(f"momentum has shape {tuple(momentum.shape)} but theta has shape "
                          f"{tuple(theta.shape)}; they must match, (chains, D)")
-    if grad is None:
-        _, grad = log_density_and_grad(log_density, theta)
-    momentum = momentum + 0.5 * step_size * grad
-    for step in range(num_steps):
-        theta = theta + step_size * momentum
-        log_p, grad = log_density_and_grad(log_density, theta)
-        momentum = momentum + (step_size if step < num_steps - 1 else 0.5 * step_size) * grad
-    return theta, momentum, log_p, grad
+    return num_steps
 
 
 @dataclass
@@ -120,8 +97,7 @@ class ChainState:
 
 
 def initial_state(log_density: LogDensity, theta: Tensor) -> ChainState:
-    """The state at positions ``theta`` of shape ``(C, D)``; their log densities must be
-    finite."""
+    """The state at positions theta of shape (C, D); their log densities must be finite."""
     if not isinstance(theta, Tensor) or not theta.is_floating_point() or theta.ndim != 2:
         raise ValueError(
             "initial positions must be a floating-point tensor of shape (chains, D), got "
@@ -148,44 +124,27 @@ def hmc_step(
     num_steps: int,
     generator: torch.Generator | None = None,
 ) -> tuple[ChainState, Tensor, Tensor]:
-    r"""One HMC transition of every chain.
+    """One HMC transition of every chain: fresh momentum, leapfrog, then accept or reject.
 
-    Draw :math:`r \sim \mathcal N(0, I_D)`, run :func:`leapfrog` from :math:`(\theta, r)` to
-    :math:`(\theta', r')`, and accept :math:`\theta'` with probability
-    :math:`\min(1, e^{-\Delta H})`, where
-
-    .. math::
-
-        \Delta H = H(\theta', r') - H(\theta, r)
-        = -\log p(\theta') + \log p(\theta) + \tfrac12 \|r'\|^2 - \tfrac12 \|r\|^2 .
-
-    A rejected chain keeps its state. A trajectory that *diverges* (the step size is too large
-    for the curvature it meets, and the positions overflow to infinity) gets
-    :math:`\Delta H = +\infty` and is rejected, as is one that leaves the support
-    (:math:`\log p = -\infty`). A NaN log density at finite positions is a bug of the model
-    and raises ``ValueError``.
-
-    Returns:
-        ``(new_state, accepted, energy_error)``: the states, whether each chain accepted
-        (bool, shape ``(C,)``), and :math:`\Delta H` (shape ``(C,)``).
+    state: C chains in D dimensions -> (new_state, accepted: (C,) bool, energy_error: (C,))
     """
     theta = state.theta
     momentum = torch.randn(theta.shape, generator=generator, dtype=theta.dtype,
-                           device=theta.device)
+                           device=theta.device)  # (C, D)
     new_theta, new_momentum, new_log_p, new_grad = leapfrog(
         log_density, theta, momentum, step_size, num_steps, state.grad)
-    diverged = ~(torch.isfinite(new_theta) & torch.isfinite(new_momentum)).all(-1)
+    diverged = ~(torch.isfinite(new_theta) & torch.isfinite(new_momentum)).all(-1)  # (C,)
     finite = ~diverged  # NaN is expected where the trajectory diverged to infinity
     check_log_density_not_nan(new_log_p[finite], new_theta[finite],
                               "chains at finite positions")
     energy_error = (state.log_p - new_log_p
-                    + 0.5 * (new_momentum.square().sum(-1) - momentum.square().sum(-1)))
+                    + 0.5 * (new_momentum.square().sum(-1) - momentum.square().sum(-1)))  # (C,)
     energy_error = torch.where(diverged | torch.isnan(energy_error),
                                torch.full_like(energy_error, float("inf")), energy_error)
     log_u = torch.rand(theta.shape[:-1], generator=generator, dtype=theta.dtype,
-                       device=theta.device).log()
-    accepted = log_u < -energy_error
-    keep = accepted.unsqueeze(-1)
+                       device=theta.device).log()  # (C,)
+    accepted = log_u < -energy_error  # (C,)
+    keep = accepted.unsqueeze(-1)  # (C, 1)
     new_state = ChainState(
         torch.where(keep, new_theta, theta),
         torch.where(accepted, new_log_p, state.log_p),
@@ -196,13 +155,13 @@ def hmc_step(
 
 @dataclass
 class HMCResult:
-    """What :func:`sample_hmc` returns.
+    """What sample_hmc returns.
 
     Attributes:
-        draws: the state after every transition, shape ``(num_draws, C, D)``; after a
+        draws: the state after every transition, shape (num_draws, C, D); after a
             rejection the previous state appears again.
-        accepted: whether each transition accepted its proposal, bool ``(num_draws, C)``.
-        energy_error: :math:`\\Delta H` of each proposal, shape ``(num_draws, C)``.
+        accepted: whether each transition accepted its proposal, bool (num_draws, C).
+        energy_error: Delta H of each proposal, shape (num_draws, C).
         step_size, num_steps: the settings of the run.
     """
 
@@ -219,7 +178,7 @@ class HMCResult:
 
     @property
     def acceptance_prob(self) -> Tensor:
-        r""":math:`\min(1, e^{-\Delta H})` of every proposal, shape ``(num_draws, C)``."""
+        """min(1, exp(-Delta H)) of every proposal, shape (num_draws, C)."""
         return torch.exp(-self.energy_error.clamp(min=0))
 
 
@@ -233,13 +192,13 @@ def sample_hmc(
     seed: int = 0,
     progress: bool = True,
 ) -> HMCResult:
-    """Run C HMC chains from ``initial`` (shape ``(C, D)``) and record every state.
+    """Run C HMC chains from initial (shape (C, D)) and record every state.
 
-    The first ``num_warmup`` transitions are run and discarded (the step size stays fixed:
-    there is no adaptation); the next ``num_draws`` are returned, including the repeated
+    The first num_warmup transitions are run and discarded (the step size stays fixed:
+    there is no adaptation); the next num_draws are returned, including the repeated
     states of rejected proposals: dropping them biases the draws towards the regions where
     proposals are accepted more often. Momenta and acceptance draws come from a
-    ``torch.Generator`` seeded with ``seed``, on the device of ``initial``.
+    torch.Generator seeded with seed, on the device of initial.
     """
     num_draws = positive_count(num_draws, "num_draws")
     if isinstance(num_warmup, bool) or not isinstance(num_warmup, int) or num_warmup < 0:

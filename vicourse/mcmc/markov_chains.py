@@ -31,7 +31,7 @@ _SUM_TOLERANCE = 1e-9
 
 
 def as_pmf(p: Tensor, name: str = "p") -> Tensor:
-    """``p`` as a float64 probability vector of shape ``(n,)``; raise if it is not one."""
+    """p as a float64 probability vector of shape (n,); raise if it is not one."""
     p = torch.as_tensor(p, dtype=torch.float64)
     if p.ndim != 1 or len(p) == 0:
         raise ValueError(f"{name} must be a 1-D probability vector of shape (n,), got shape "
@@ -41,7 +41,7 @@ def as_pmf(p: Tensor, name: str = "p") -> Tensor:
 
 
 def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
-    """``kernel`` as a float64 row-stochastic ``(n, n)`` matrix; raise if it is not one."""
+    """kernel as a float64 row-stochastic (n, n) matrix; raise if it is not one."""
     kernel = torch.as_tensor(kernel, dtype=torch.float64)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
         raise ValueError(f"a Markov kernel must be a square matrix (n, n), got shape "
@@ -55,9 +55,10 @@ def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
 
 
 def _check_probabilities(x: Tensor, name: str, sum_message: str) -> None:
-    """Raise unless ``x`` has finite, non-negative entries that sum to 1 over its last
-    dimension. ``sum_message`` is formatted with ``worst`` (the largest deviation of a sum
-    from 1) and ``total`` (that sum)."""
+    """Raise unless x has finite, non-negative entries that sum to 1 over its last
+    dimension. sum_message is formatted with worst (the largest deviation of a sum
+    from 1) and total (that sum).
+    """
     if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
         raise ValueError(f"{name} must have finite, non-negative entries")
     deviations = (x.sum(-1) - 1).abs().flatten()
@@ -68,19 +69,19 @@ def _check_probabilities(x: Tensor, name: str, sum_message: str) -> None:
 
 
 def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
-    r"""The exact :math:`\mathrm{KL}(q \,\|\, p) = \sum_i q_i \log(q_i / p_i)` between pmfs.
+    """The exact KL(q || p) = sum_i q_i log(q_i / p_i) between pmfs.
 
-    Terms with :math:`q_i = 0` are zero (:math:`0 \log 0 = 0`, whatever :math:`p_i`); a state
-    with :math:`q_i > 0 = p_i` makes the divergence :math:`+\infty`.
+    Terms with q_i = 0 are zero (0 log 0 = 0, whatever p_i); a state with q_i > 0 = p_i makes
+    the divergence +inf.
 
     Args:
-        q: pmfs of shape ``(..., n)`` (each row sums to 1), for example a whole chain
-            :math:`q_0, \dots, q_t` from :func:`evolve`.
-        p: the reference pmf, shape ``(n,)``, or one per row of q (any shape that
-            broadcasts against q, with the states last).
+        q: pmfs of shape (..., n) (each row sums to 1), for example a whole chain
+            q_0, ..., q_t from evolve.
+        p: the reference pmf, shape (n,), or one per row of q (any shape that broadcasts
+            against q, with the states last).
 
     Returns:
-        Shape ``(...)``, float64, in nats.
+        Shape (...), float64, in nats.
     """
     q = torch.as_tensor(q, dtype=torch.float64)
     p = torch.as_tensor(p, dtype=torch.float64)
@@ -96,10 +97,10 @@ def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
 
 
 def evolve(q0: Tensor, kernel: Tensor, num_steps: int) -> Tensor:
-    r"""The exact marginals :math:`q_t = q_0 T^t`, :math:`t = 0, \dots,` ``num_steps``.
+    """The exact marginals q_t = q_0 T^t, t = 0, ..., num_steps.
 
     Returns:
-        Shape ``(num_steps + 1, n)``: row ``t`` is :math:`q_t`.
+        Shape (num_steps + 1, n): row t is q_t.
     """
     q = as_pmf(q0, "q0")
     kernel = as_kernel(kernel, len(q))
@@ -111,14 +112,14 @@ def evolve(q0: Tensor, kernel: Tensor, num_steps: int) -> Tensor:
 
 
 def is_invariant(kernel: Tensor, p: Tensor, atol: float = 1e-12) -> bool:
-    r"""Whether :math:`pT = p`, that is :math:`\sum_i p_i T_{ij} = p_j` for every state j."""
+    """Whether pT = p, that is sum_i p_i T_ij = p_j for every state j."""
     p = as_pmf(p)
     kernel = as_kernel(kernel, len(p))
     return bool(((p @ kernel) - p).abs().max() <= atol)
 
 
 def detailed_balance_gap(kernel: Tensor, p: Tensor) -> float:
-    r""":math:`\max_{i,j} |p_i T_{ij} - p_j T_{ji}|`: zero exactly when T is p-reversible."""
+    """max_ij |p_i T_ij - p_j T_ji|: zero exactly when T is p-reversible."""
     p = as_pmf(p)
     kernel = as_kernel(kernel, len(p))
     flow = p[:, None] * kernel
@@ -126,12 +127,11 @@ def detailed_balance_gap(kernel: Tensor, p: Tensor) -> float:
 
 
 def reversal_kernel(kernel: Tensor, p: Tensor) -> Tensor:
-    r"""The time reversal :math:`R_{ji} = p_i T_{ij} / p_j` of a p-invariant kernel.
+    """The time reversal R_ji = p_i T_ij / p_j of a p-invariant kernel.
 
-    :math:`R(\cdot \mid j)` is the law of the previous state given the current state j, for the
-    chain started in p: :math:`p_i T_{ij} = p_j R_{ji}`. It is a kernel because
-    :math:`\sum_i p_i T_{ij} = p_j`; it equals T when T satisfies detailed balance.
-    Needs ``p > 0`` everywhere.
+    R(. | j) is the law of the previous state given the current state j, for the chain started
+    in p: p_i T_ij = p_j R_ji. It is a kernel because sum_i p_i T_ij = p_j; it equals T when T
+    satisfies detailed balance. Needs p > 0 everywhere.
     """
     p = as_pmf(p)
     kernel = as_kernel(kernel, len(p))
@@ -144,41 +144,27 @@ def reversal_kernel(kernel: Tensor, p: Tensor) -> Tensor:
 
 
 def metropolis_kernel(p: Tensor, proposal: Tensor) -> Tensor:
-    r"""The Metropolis-Hastings kernel of the target ``p`` with proposal kernel ``Q``.
+    """The Metropolis-Hastings kernel T of the target p with proposal kernel Q.
 
-    From state i, propose j with probability :math:`Q_{ij}` and accept it with probability
-    :math:`a_{ij} = \min\{1, p_j Q_{ji} / (p_i Q_{ij})\}`; a rejected proposal keeps i:
-
-    .. math::
-
-        T_{ij} = Q_{ij}\, a_{ij} \quad (j \ne i), \qquad T_{ii} = 1 - \sum_{j \ne i} T_{ij}.
-
-    Then :math:`p_i T_{ij} = \min(p_i Q_{ij}, p_j Q_{ji})` is symmetric in i, j: detailed
-    balance, hence :math:`pT = p`. From a state with :math:`p_i = 0` every proposal is accepted.
-
-    Args:
-        p: the target pmf, shape ``(n,)``.
-        proposal: the proposal kernel Q, shape ``(n, n)``, row-stochastic.
-
-    Returns:
-        T, shape ``(n, n)``, float64.
+    p: (n,); proposal Q: (n, n), row-stochastic -> T: (n, n), float64
     """
     p = as_pmf(p)
     proposal = as_kernel(proposal, len(p))
-    forward = p[:, None] * proposal  # p_i Q_ij
+    forward = p[:, None] * proposal  # p_i Q_ij, (n, n)
     backward = forward.T  # p_j Q_ji
     ratio = backward / forward.where(forward > 0, torch.ones_like(forward))
+    # a_ij = min(1, p_j Q_ji / (p_i Q_ij)); from a state with p_i = 0 every proposal is accepted
     acceptance = torch.where(forward > 0, ratio.clamp(max=1.0), torch.ones_like(forward))
-    moves = proposal * acceptance
+    moves = proposal * acceptance  # T_ij = Q_ij a_ij for j != i
     moves.fill_diagonal_(0.0)
-    return moves + torch.diag(1.0 - moves.sum(1))
+    return moves + torch.diag(1.0 - moves.sum(1))  # rejections stay: T_ii = 1 - sum_j T_ij
 
 
 def ring_proposal(n: int, max_step: int = 1) -> Tensor:
-    r"""The random walk on the ring :math:`\{0, \dots, n-1\}`: a step of :math:`\pm 1, \dots,
-    \pm` ``max_step`` (mod n), each with probability :math:`1 / (2\,\mathrm{max\_step})`.
+    """The random walk on the ring {0, ..., n-1}: a step of +-1, ..., +-max_step (mod n),
+    each with probability 1 / (2 max_step).
 
-    Symmetric, so the Metropolis acceptance is :math:`\min(1, p_j / p_i)`. Shape ``(n, n)``.
+    Symmetric, so the Metropolis acceptance is min(1, p_j / p_i). Shape (n, n).
     """
     n = positive_count(n, "n")
     max_step = positive_count(max_step, "max_step")
@@ -194,11 +180,11 @@ def ring_proposal(n: int, max_step: int = 1) -> Tensor:
 
 
 def cycle_flux(n: int, cycle: Sequence[int], strength: float = 1.0) -> Tensor:
-    r"""A probability flux of size ``strength`` around ``cycle`` (states visited in order).
+    """A probability flux of size strength around cycle (states visited in order).
 
-    :math:`F_{ab} = +c` and :math:`F_{ba} = -c` for each edge :math:`a \to b` of the cycle
-    (including the last state back to the first). F is antisymmetric and each row sums to 0:
-    what flows into a state flows out of it. Shape ``(n, n)``.
+    F_ab = +c and F_ba = -c for each edge a -> b of the cycle (including the last state back to
+    the first). F is antisymmetric and each row sums to 0: what flows into a state flows out
+    of it. Shape (n, n).
     """
     n = positive_count(n, "n")
     check_positive_finite(strength, "strength")
@@ -214,9 +200,9 @@ def cycle_flux(n: int, cycle: Sequence[int], strength: float = 1.0) -> Tensor:
 
 
 def max_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> float:
-    r"""The largest c for which :math:`T + c\,\mathrm{diag}(p)^{-1} F` is still a kernel.
+    """The largest c for which T + c diag(p)^-1 F is still a kernel.
 
-    Entries where :math:`F_{ij} < 0` shrink: :math:`c \le p_i T_{ij} / (-F_{ij})`.
+    Entries where F_ij < 0 shrink: c <= p_i T_ij / (-F_ij).
     """
     p = as_pmf(p)
     kernel = as_kernel(kernel, len(p))
@@ -227,14 +213,20 @@ def max_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> float:
 
 
 def add_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> Tensor:
-    r"""The kernel :math:`T' = T + \mathrm{diag}(p)^{-1} F` for a flux F (:func:`cycle_flux`).
+    """The kernel T' = T + diag(p)^-1 F: p stays invariant, detailed balance is broken by 2F.
 
-    Since F is antisymmetric with zero row sums, the rows of T' still sum to one and
-    :math:`(pT')_j = (pT)_j + \sum_i F_{ij} = (pT)_j`: T' leaves p invariant whenever T does.
-    Its probability flows are :math:`p_i T'_{ij} = p_i T_{ij} + F_{ij}`, so T' violates detailed
-    balance by :math:`2F_{ij}`, whatever T was. Needs ``p > 0`` and
-    ``strength <= max_circulation(...)`` so that no entry goes negative.
+    kernel T: (n, n); p: (n,), p > 0; flux F: (n, n), at most max_circulation(...) -> (n, n)
     """
+    kernel, p, flux = _check_circulation_args(kernel, p, flux)
+    result = kernel + flux / p[:, None]  # (n, n)
+    _check_circulation_result(result, kernel, p, flux)
+    return result.clamp(min=0.0)
+
+
+def _check_circulation_args(
+    kernel: Tensor, p: Tensor, flux: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """kernel, p and flux as float64 tensors, after checking that they fit together."""
     p = as_pmf(p)
     kernel = as_kernel(kernel, len(p))
     flux = torch.as_tensor(flux, dtype=torch.float64)
@@ -247,21 +239,24 @@ def add_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> Tensor:
                          "as a flow around cycles is; build it with cycle_flux")
     if bool((p <= 0).any()):
         raise ValueError("add_circulation needs p > 0 at every state (it divides by p)")
-    result = kernel + flux / p[:, None]
+    return kernel, p, flux
+
+
+def _check_circulation_result(result: Tensor, kernel: Tensor, p: Tensor, flux: Tensor) -> None:
+    """Raise ValueError if the flux made an entry of the kernel negative (beyond rounding)."""
     if bool((result < -1e-15).any()):
         raise ValueError(f"the flux is too strong: the kernel would get negative entries; "
                          f"scale it to at most max_circulation(...) = "
                          f"{max_circulation(kernel, p, flux):.3g} times its current size")
-    return result.clamp(min=0.0)
 
 
 def drop_rejections(kernel: Tensor) -> Tensor:
-    r"""The jump chain: the kernel moved to a new state at every step, rejections forgotten.
+    """The jump chain: the kernel moved to a new state at every step, rejections forgotten.
 
-    :math:`J_{ij} = T_{ij} / (1 - T_{ii})` for :math:`j \ne i`, :math:`J_{ii} = 0`. This is what a
-    sampler computes that records only accepted proposals. If T leaves p invariant, J leaves
-    :math:`\pi_i \propto p_i (1 - T_{ii})` invariant instead, which is not p unless the
-    rejection probability :math:`T_{ii}` is the same at every state.
+    J_ij = T_ij / (1 - T_ii) for j != i, J_ii = 0. This is what a sampler computes that records
+    only accepted proposals. If T leaves p invariant, J leaves pi_i proportional to
+    p_i (1 - T_ii) invariant instead, which is not p unless the rejection probability T_ii is
+    the same at every state.
     """
     kernel = as_kernel(kernel)
     stay = kernel.diagonal()
@@ -273,14 +268,14 @@ def drop_rejections(kernel: Tensor) -> Tensor:
 
 
 def block_kernel(p: Tensor, blocks: Tensor) -> Tensor:
-    r"""Resample within blocks: :math:`T_{ij} = p_j / p(B)` for i, j in the same block B.
+    """Resample within blocks: T_ij = p_j / p(B) for i, j in the same block B.
 
     The state's block never changes, and within it the next state is drawn from p
     restricted to the block. T leaves p invariant and satisfies detailed balance.
 
     Args:
-        p: the target pmf, shape ``(n,)``, with positive mass on every block.
-        blocks: integer block labels, shape ``(n,)``.
+        p: the target pmf, shape (n,), with positive mass on every block.
+        blocks: integer block labels, shape (n,).
     """
     p = as_pmf(p)
     blocks = torch.as_tensor(blocks)

@@ -41,35 +41,28 @@ def metropolis_step(
     log_p: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    r"""One random-walk Metropolis step for each of the S chains in ``x``.
+    """One random-walk Metropolis step of each of the S chains; a rejected chain stays at x.
 
-    Proposal :math:`x' = x + \sigma\varepsilon`; accept if
-    :math:`\log u < \log\pi(x') - \log\pi(x)` with :math:`u \sim U(0, 1)`; otherwise the chain
-    stays at :math:`x`. A proposal with :math:`\log\pi(x') = -\infty` is always rejected.
-
-    Args:
-        x: current states, shape ``(S, D)``.
-        log_density: :math:`\log\pi` up to a constant, ``(S, D) -> (S,)``.
-        step_size: the proposal scale :math:`\sigma > 0`.
-        log_p: :math:`\log\pi(x)` if already known, shape ``(S,)`` (saves one evaluation).
-        generator: for the proposals and the uniforms.
-
-    Returns:
-        The next states ``(S, D)``, their log densities ``(S,)`` and which chains accepted
-        ``(S,)`` (bool).
+    x: (S, D); log_density: (S, D) -> (S,); log_p: log density at x, (S,), if known
+    -> x_next: (S, D), log_p_next: (S,), accepted: (S,) bool
     """
+    _check_metropolis_args(x, step_size)
+    if log_p is None:
+        log_p = _log_density_at(log_density, x, "current states")  # (S,)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)  # (S, D)
+    proposal = x + step_size * noise  # (S, D)
+    log_p_proposal = _log_density_at(log_density, proposal, "proposals")  # (S,)
+    log_u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device).log()
+    accept = log_u < log_p_proposal - log_p  # (S,); always rejects log_p_proposal = -inf
+    x_next = torch.where(accept[:, None], proposal, x)  # (S, D)
+    return x_next, torch.where(accept, log_p_proposal, log_p), accept
+
+
+def _check_metropolis_args(x: Tensor, step_size: float) -> None:
+    """Raise ValueError unless x is a floating-point (S, D) tensor and step_size > 0."""
     if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
         raise ValueError("x must be a floating-point tensor of shape (S, D): one row per chain")
     check_positive_finite(step_size, "step_size")
-    if log_p is None:
-        log_p = _log_density_at(log_density, x, "current states")
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    proposal = x + step_size * noise
-    log_p_proposal = _log_density_at(log_density, proposal, "proposals")
-    log_u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device).log()
-    accept = log_u < log_p_proposal - log_p
-    x_next = torch.where(accept[:, None], proposal, x)
-    return x_next, torch.where(accept, log_p_proposal, log_p), accept
 
 
 def run_metropolis(
@@ -81,18 +74,18 @@ def run_metropolis(
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> tuple[dict[int, Tensor], float]:
-    r"""Apply ``num_steps`` random-walk Metropolis steps to every row of ``x0``.
+    """Apply num_steps random-walk Metropolis steps to every row of x0.
 
-    If the rows of ``x0`` are draws from q, the rows after t steps are draws from
-    :math:`qT^t`, the distribution the chapter "MCMC contracts the KL" studies.
+    If the rows of x0 are draws from q, the rows after t steps are draws from qT^t, the
+    distribution the chapter "MCMC contracts the KL" studies.
 
     Args:
-        x0: starting states, shape ``(S, D)``.
-        keep: the step counts t (between 0 and ``num_steps``) at which to keep a copy of the
+        x0: starting states, shape (S, D).
+        keep: the step counts t (between 0 and num_steps) at which to keep a copy of the
             states.
 
     Returns:
-        A dict from each t in ``keep`` to the states after t steps, shape ``(S, D)``, and the
+        A dict from each t in keep to the states after t steps, shape (S, D), and the
         acceptance rate over all chains and steps.
     """
     num_steps = positive_count(num_steps, "num_steps")

@@ -32,9 +32,9 @@ from torch.distributions import Normal
 from vicourse._checks import check_positive_finite, is_finite_real, positive_count
 
 TRUE_THETA = (0.5, math.sqrt(0.5))
-"""The parameter that generates the book's data; :math:`\\theta_1 + \\theta_2^2 = 1`."""
+"""The parameter that generates the book's data; theta_1 + theta_2^2 = 1."""
 DATA_SEED = 20_09
-"""The seed of the book's data set (:func:`banana_data`)."""
+"""The seed of the book's data set (banana_data)."""
 
 
 def banana_data(
@@ -43,13 +43,10 @@ def banana_data(
     sigma_y: float = 2.0,
     seed: int = DATA_SEED,
 ) -> Tensor:
-    r"""Observations :math:`y_i = \theta_1 + \theta_2^2 + \sigma_y \varepsilon_i`, float64.
+    """Observations y_i = theta_1 + theta_2^2 + sigma_y eps_i, float64, shape (n,).
 
-    With the defaults this is the book's data set: n = 100 draws with
-    :math:`\theta_1 + \theta_2^2 = 1`, from a fixed seed, identical for every reader.
-
-    Returns:
-        Tensor of shape ``(n,)``.
+    With the defaults this is the book's data set: n = 100 draws with theta_1 + theta_2^2 = 1,
+    from a fixed seed, identical for every reader.
     """
     n = positive_count(n, "n")
     check_positive_finite(sigma_y, "sigma_y")
@@ -62,15 +59,15 @@ def banana_data(
 
 @dataclass(frozen=True)
 class PosteriorGrid:
-    r"""The exact posterior density on a square grid (for contour plots, moments, KLs).
+    """The exact posterior density on a square grid (for contour plots, moments, KLs).
 
     Attributes:
-        theta1, theta2: the grid coordinates, each of shape ``(N,)``.
-        log_density: :math:`\log p(\theta \mid y)` at ``(theta1[i], theta2[j])``, shape
-            ``(N, N)`` (``indexing="ij"``: plot it with ``contour(theta1, theta2, d.T)``).
-        log_weights: log trapezoidal weights of the grid points, shape ``(N, N)``; the
-            integral of f is approximated by ``sum(exp(log_weights) * f)``.
-        log_normalizer: :math:`\log Z = \log p(y)` from the same trapezoidal rule.
+        theta1, theta2: the grid coordinates, each of shape (N,).
+        log_density: log p(theta | y) at (theta1[i], theta2[j]), shape (N, N)
+            (indexing="ij": plot it with contour(theta1, theta2, d.T)).
+        log_weights: log trapezoidal weights of the grid points, shape (N, N); the
+            integral of f is approximated by sum(exp(log_weights) * f).
+        log_normalizer: log Z = log p(y) from the same trapezoidal rule.
     """
 
     theta1: Tensor
@@ -85,23 +82,24 @@ class PosteriorGrid:
         return self.log_density.exp()
 
     def expectation(self, values: Tensor) -> Tensor:
-        r""":math:`\mathbb E_{p(\theta \mid y)}[f(\theta)]` for ``values`` = f on the grid,
-        of shape ``(N, N, ...)``; returns shape ``(...)``."""
+        """E_{p(theta | y)}[f(theta)] for values = f on the grid, of shape (N, N, ...);
+        returns shape (...).
+        """
         weights = (self.log_weights + self.log_density).exp()
         return torch.einsum("ij,ij...->...", weights, values)
 
 
 class Banana:
-    r"""The banana model of one data set ``y``.
+    """The banana model of one data set y.
 
     Args:
-        y: the observations, a 1-D float tensor of shape ``(n,)``; default: the book's
-            data set :func:`banana_data`.
-        sigma_y: the observation noise :math:`\sigma_y > 0` (default 2).
-        sigma_theta: the prior scale :math:`\sigma_\theta > 0` (default 1).
+        y: the observations, a 1-D float tensor of shape (n,); default: the book's
+            data set banana_data().
+        sigma_y: the observation noise sigma_y > 0 (default 2).
+        sigma_theta: the prior scale sigma_theta > 0 (default 1).
 
-    All log densities take ``theta`` of shape ``(..., 2)`` and return shape ``(...)``, in the
-    dtype of ``theta``; they are differentiable in ``theta``.
+    All log densities take theta of shape (..., 2) and return shape (...), in the
+    dtype of theta; they are differentiable in theta.
     """
 
     def __init__(
@@ -156,47 +154,33 @@ class Banana:
         return theta
 
     def log_prior(self, theta: Tensor) -> Tensor:
-        r""":math:`\log \mathcal N(\theta; 0, \sigma_\theta^2 I_2)`; shape ``(..., 2) -> (...)``."""
+        """log N(theta; 0, sigma_theta^2 I_2); shape (..., 2) -> (...)."""
         theta = self._check_theta(theta)
         return self._prior.log_prob(theta).sum(-1)
 
     def log_likelihood(self, theta: Tensor) -> Tensor:
-        r""":math:`\sum_{i=1}^n \log \mathcal N(y_i; \theta_1 + \theta_2^2, \sigma_y^2)`.
+        """sum_i log N(y_i; theta_1 + theta_2^2, sigma_y^2), from the sufficient statistic y_mean.
 
-        Computed from the sufficient statistic: since
-        :math:`\sum_i (y_i - m)^2 = \sum_i (y_i - \bar y)^2 + n (\bar y - m)^2`,
-
-        .. math::
-
-            \sum_{i=1}^n \log \mathcal N(y_i; m, \sigma_y^2)
-            = \log \mathcal N(\bar y; m, \sigma_y^2 / n)
-            + \Big[\sum_{i=1}^n \log \mathcal N(y_i; \bar y, \sigma_y^2)
-            - \log \mathcal N(\bar y; \bar y, \sigma_y^2 / n)\Big],
-
-        where the bracket does not depend on :math:`\theta` and is computed once.
-        Shape ``(..., 2) -> (...)``.
+        theta: (..., 2) -> (...)
         """
         theta = self._check_theta(theta)
-        m = theta[..., 0] + theta[..., 1].square()
+        m = theta[..., 0] + theta[..., 1].square()  # (...)
+        # log N(y_mean; m, sigma_y^2 / n) + a constant c(y), computed once in __init__
         return self._mean_likelihood.log_prob(m) + self.loglik_offset
 
     def log_joint(self, theta: Tensor) -> Tensor:
-        r""":math:`\log p(y, \theta) = \log p(\theta) + \log p(y \mid \theta)`;
-        shape ``(..., 2) -> (...)``."""
+        """log p(y, theta) = log p(theta) + log p(y | theta); shape (..., 2) -> (...)."""
         return self.log_prior(theta) + self.log_likelihood(theta)
 
     def posterior_grid(self, grid_size: int = 400, bound: float = 6.0) -> PosteriorGrid:
-        r"""The posterior on the ``grid_size`` x ``grid_size`` grid over ``[-bound, bound]^2``.
+        """The posterior on the grid_size x grid_size grid over [-bound, bound]^2.
 
         The normalizer is the two-dimensional trapezoidal rule in log space,
 
-        .. math::
+            log Z ~ logsumexp_ij [log w_i + log w_j + log p(y, theta_ij)],
 
-            \log Z \approx \operatorname{logsumexp}_{i,j}\big[\log w_i + \log w_j
-            + \log p(y, \theta_{ij})\big],
-            \qquad w_i = h \text{ inside}, \ h/2 \text{ at the two ends},
-
-        with spacing :math:`h = 2\,\mathrm{bound} / (\mathrm{grid\_size} - 1)`, in float64.
+        with weights w_i = h inside and h/2 at the two ends, spacing
+        h = 2 bound / (grid_size - 1), in float64.
         """
         grid_size = positive_count(grid_size, "grid_size")
         check_positive_finite(bound, "bound")
@@ -214,8 +198,9 @@ class Banana:
                              log_normalizer)
 
     def log_normalizer(self, grid_size: int = 400, bound: float = 6.0) -> float:
-        r""":math:`\log Z = \log \int p(y, \theta)\, \mathrm d\theta` by the trapezoidal rule
-        (see :meth:`posterior_grid`)."""
+        """log Z = log of the integral of p(y, theta) d theta, by the trapezoidal rule
+        (see posterior_grid).
+        """
         return self.posterior_grid(grid_size, bound).log_normalizer
 
     def posterior_moments(self, grid_size: int = 400, bound: float = 6.0) -> tuple[Tensor, Tensor]:
@@ -228,35 +213,29 @@ class Banana:
         return mean, cov
 
     def theta1_given_theta2(self, theta2: Tensor) -> Normal:
-        r"""The exact conditional :math:`p(\theta_1 \mid \theta_2, y)`, a Gaussian.
+        """The exact conditional p(theta_1 | theta_2, y), a Gaussian.
 
-        As a function of :math:`\theta_1`, the joint is
-        :math:`\mathcal N(\theta_1; 0, \sigma_\theta^2)\,
-        \mathcal N(\bar y - \theta_2^2; \theta_1, s^2)` with :math:`s^2 = \sigma_y^2 / n`,
-        a product of two Gaussians in :math:`\theta_1`:
+        As a function of theta_1, the joint is N(theta_1; 0, sigma_theta^2)
+        N(y_mean - theta_2^2; theta_1, s^2) with s^2 = sigma_y^2 / n, a product of two Gaussians
+        in theta_1:
 
-        .. math::
+            theta_1 | theta_2, y ~ N(tau^2 (y_mean - theta_2^2) / s^2, tau^2),
+            tau^2 = 1 / (1 / sigma_theta^2 + 1 / s^2).
 
-            \theta_1 \mid \theta_2, y \sim \mathcal N\big(\tau^2 (\bar y - \theta_2^2) / s^2,\
-            \tau^2\big), \qquad \tau^2 = (\sigma_\theta^{-2} + s^{-2})^{-1}.
-
-        Batched like ``theta2``.
+        Batched like theta2.
         """
         s2 = self._mean_scale**2
         tau2 = 1.0 / (1.0 / self.sigma_theta**2 + 1.0 / s2)
         return Normal(tau2 * (self.y_mean - theta2.square()) / s2, math.sqrt(tau2))
 
     def log_joint_theta2(self, theta2: Tensor) -> Tensor:
-        r""":math:`\log p(y, \theta_2)`, with :math:`\theta_1` integrated out in closed form.
+        """log p(y, theta_2), with theta_1 integrated out in closed form:
 
-        .. math::
+            p(y, theta_2) = e^c N(theta_2; 0, sigma_theta^2) N(y_mean; theta_2^2, v),
 
-            p(y, \theta_2) = e^{c}\, \mathcal N(\theta_2; 0, \sigma_\theta^2)\,
-            \mathcal N(\bar y; \theta_2^2, \sigma_\theta^2 + s^2),
-
-        where :math:`c` is ``loglik_offset``, the :math:`\theta`-free bracket of
-        :meth:`log_likelihood`. Its integral over :math:`\theta_2` is :math:`Z`: a
-        one-dimensional check of the two-dimensional quadrature. Elementwise in ``theta2``.
+        with v = sigma_theta^2 + s^2 and c = loglik_offset, the theta-free bracket of
+        log_likelihood. Its integral over theta_2 is Z: a one-dimensional check of the
+        two-dimensional quadrature. Elementwise in theta2.
         """
         v = self.sigma_theta**2 + self._mean_scale**2
         y_mean = torch.tensor(self.y_mean, dtype=theta2.dtype, device=theta2.device)
@@ -266,12 +245,9 @@ class Banana:
     def sample_posterior(
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> Tensor:
-        r"""Exact draws from :math:`p(\theta \mid y)`, shape ``(num_samples, 2)``, float64.
+        """Exact posterior draws: theta_2 by rejection from the prior, then theta_1 given theta_2.
 
-        :math:`\theta_2` comes from its marginal by rejection from the prior
-        :math:`\mathcal N(0, \sigma_\theta^2)`, accepting with probability
-        :math:`\exp\{-(\bar y - \theta_2^2)^2 / (2 (\sigma_\theta^2 + s^2))\} \le 1`; then
-        :math:`\theta_1 \sim p(\theta_1 \mid \theta_2, y)` (:meth:`theta1_given_theta2`).
+        -> (num_samples, 2), float64
         """
         num_samples = positive_count(num_samples, "num_samples")
         v = self.sigma_theta**2 + self._mean_scale**2
@@ -282,17 +258,23 @@ class Banana:
             theta2 = self.sigma_theta * torch.randn(batch, generator=generator,
                                                     dtype=torch.float64)
             u = torch.rand(batch, generator=generator, dtype=torch.float64)
+            # accept theta_2 with probability exp(-(y_mean - theta_2^2)^2 / (2 v)) <= 1
             keep = theta2[u.log() < -(self.y_mean - theta2.square()).square() / (2 * v)]
             accepted.append(keep)
             total, proposed = total + len(keep), proposed + batch
-            if proposed > 100 * num_samples + 10**6 and total < num_samples:
-                raise RuntimeError(
-                    f"rejection sampling accepted only {total} of {proposed} proposals: the "
-                    f"data (mean {self.y_mean:.3g}) are far in the prior's tail; use MCMC "
-                    "instead, or a larger sigma_theta"
-                )
-        theta2 = torch.cat(accepted)[:num_samples]
+            _check_rejection_progress(total, proposed, num_samples, self.y_mean)
+        theta2 = torch.cat(accepted)[:num_samples]  # (num_samples,)
         conditional = self.theta1_given_theta2(theta2)
         noise = torch.randn(theta2.shape, generator=generator, dtype=theta2.dtype)
-        theta1 = conditional.loc + conditional.scale * noise
+        theta1 = conditional.loc + conditional.scale * noise  # (num_samples,)
         return torch.stack([theta1, theta2], dim=-1)
+
+
+def _check_rejection_progress(total: int, proposed: int, num_samples: int, y_mean: float) -> None:
+    """Raise RuntimeError when rejection sampling has accepted too few of many proposals."""
+    if proposed > 100 * num_samples + 10**6 and total < num_samples:
+        raise RuntimeError(
+            f"rejection sampling accepted only {total} of {proposed} proposals: the "
+            f"data (mean {y_mean:.3g}) are far in the prior's tail; use MCMC "
+            "instead, or a larger sigma_theta"
+        )

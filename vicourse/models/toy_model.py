@@ -81,20 +81,14 @@ class ConjugateGaussian:
         return Normal(mean, std)
 
     def elbo(self, x: Tensor, q_mean: Tensor, q_std: Tensor) -> Tensor:
-        r"""The exact ELBO of q(z) = N(q_mean, q_std**2) at x, elementwise.
+        """The exact ELBO of q(z) = N(q_mean, q_std^2) at x: E_q log p(x | z) + E_q log p(z) + H(q).
 
-        .. math::
-
-            \mathrm{ELBO} = \underbrace{-\tfrac12\log(2\pi s^2)
-                - \frac{(x - m)^2 + v}{2 s^2}}_{\mathbb E_q \log p(x\mid z)}
-                \underbrace{- \tfrac12\log(2\pi) - \frac{m^2 + v}{2}}_{\mathbb E_q \log p(z)}
-                + \underbrace{\tfrac12 \log(2\pi e v)}_{H(q)},
-            \qquad v = \sigma_q^2 .
+        x, q_mean, q_std: broadcasting tensors -> their broadcast shape
         """
         if bool((torch.as_tensor(q_std) <= 0).any()):
             raise ValueError("q_std must be positive everywhere (it is a standard deviation)")
         s2 = self.noise_std**2
-        v = torch.as_tensor(q_std) ** 2
+        v = torch.as_tensor(q_std) ** 2  # the variance of q
         expected_loglik = -0.5 * math.log(2 * math.pi * s2) - ((x - q_mean) ** 2 + v) / (2 * s2)
         expected_logprior = -0.5 * math.log(2 * math.pi) - (q_mean**2 + v) / 2
         entropy = 0.5 * torch.log(2 * math.pi * math.e * v)
@@ -110,19 +104,16 @@ class ConjugateGaussian:
 
 @dataclass(frozen=True)
 class LinearGaussian:
-    r"""K latent causes of one scalar observation: z ~ N(0, I_K), x | z ~ N(w^T z, s^2).
+    """K latent causes of one scalar observation: z ~ N(0, I_K), x | z ~ N(w^T z, s^2).
 
     The evidence and the posterior are Gaussian, and the posterior is *correlated* (the causes
     explain each other away), which makes this the smallest model where a mean-field
     approximation is not exact:
 
-    .. math::
+        p(x) = N(x; 0, |w|^2 + s^2),
+        p(z | x) = N(z; w x / (|w|^2 + s^2), I_K - w w^T / (|w|^2 + s^2)),
 
-        p(x) = \mathcal N(x; 0, \|w\|^2 + s^2), \qquad
-        p(z \mid x) = \mathcal N\Big(z;\ \frac{w x}{\|w\|^2 + s^2},\
-            I_K - \frac{w w^\top}{\|w\|^2 + s^2}\Big),
-
-    and the posterior precision is :math:`I_K + w w^\top / s^2`.
+    and the posterior precision is I_K + w w^T / s^2.
 
     Args:
         weights: the K loadings w (a sequence of finite numbers, K >= 1).
@@ -194,14 +185,9 @@ class LinearGaussian:
 
 
 class AffineGaussianEncoder(torch.nn.Module):
-    r"""An amortized q(z | x) = N(a x + b, c^2) for the scalar conjugate model.
+    """An amortized q(z | x) = N(slope x + intercept, std^2), std stored as log std.
 
-    One set of parameters (a, b, log c) serves every data point. For
-    :class:`ConjugateGaussian` the exact posterior is of this form, with
-    :math:`a = 1/(1 + s^2)`, :math:`b = 0`, :math:`c^2 = s^2/(1 + s^2)`.
-
-    Args:
-        slope, intercept, std: initial a, b and c (c > 0; it is stored as log c).
+    slope, intercept, std: initial values (std > 0)
     """
 
     def __init__(self, slope: float = 0.0, intercept: float = 0.0, std: float = 1.0) -> None:
@@ -212,6 +198,6 @@ class AffineGaussianEncoder(torch.nn.Module):
         self.log_std = torch.nn.Parameter(torch.tensor(math.log(std)))
 
     def forward(self, x: Tensor) -> Normal:
-        """q(z | x) for x of shape (n,): a Normal with batch shape (n,)."""
+        """q(z | x) as a Normal; x: (n,) -> batch shape (n,)."""
         mean = self.slope * x + self.intercept
         return Normal(mean, self.log_std.exp().expand_as(mean))

@@ -31,7 +31,7 @@ from vicourse._checks import positive_count
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none after the last)."""
+    """Linear layers of the given sizes with activation between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i:
@@ -41,37 +41,20 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Sequen
 
 
 def reparameterized_sample(mu: Tensor, logvar: Tensor, num_samples: int | None = None) -> Tensor:
-    r""":math:`z = \mu + \sigma \odot \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
+    """z = mu + exp(logvar / 2) * eps with eps ~ N(0, I), so gradients flow to mu and logvar.
 
-    The randomness is in :math:`\varepsilon`, which does not depend on :math:`(\mu, \ell)`, so
-    gradients flow from z to the encoder's outputs.
-
-    Args:
-        mu, logvar: shape ``(B, K)``; ``logvar`` is :math:`\log\sigma^2`.
-        num_samples: if given, draw that many samples per row.
-
-    Returns:
-        Shape ``(B, K)``, or ``(num_samples, B, K)`` when ``num_samples`` is given.
+    mu, logvar: (B, K) -> (B, K), or (num_samples, B, K) when num_samples is given
     """
-    if mu.shape != logvar.shape:
-        raise ValueError(
-            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
-            f"{tuple(logvar.shape)}"
-        )
-    shape = mu.shape if num_samples is None else (positive_count(num_samples, "num_samples"),
-                                                  *mu.shape)
-    eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
+    num_samples = _check_sample_args(mu, logvar, num_samples)
+    shape = mu.shape if num_samples is None else (num_samples, *mu.shape)
+    eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)  # (B, K) or (num_samples, B, K)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 class VAE(nn.Module):
-    """Gaussian encoder :math:`q_\\phi(z|x)` and Bernoulli decoder :math:`p_\\theta(x|z)`.
+    """Gaussian encoder q(z | x) and Bernoulli decoder p(x | z), MLPs that mirror each other.
 
-    Args:
-        data_dim: D, pixels per image (784 for MNIST).
-        hidden: widths of the hidden layers of the encoder; the decoder mirrors them.
-        latent_dim: K.
-        activation: the nonlinearity between layers (a module class, default ELU).
+    data_dim: D (784 for MNIST); hidden: the encoder's hidden widths; latent_dim: K
     """
 
     def __init__(
@@ -82,45 +65,34 @@ class VAE(nn.Module):
         activation: type[nn.Module] = nn.ELU,
     ) -> None:
         super().__init__()
-        self.data_dim = positive_count(data_dim, "data_dim")
-        self.latent_dim = positive_count(latent_dim, "latent_dim")
-        self.hidden = tuple(positive_count(h, "hidden width") for h in hidden)
+        self.data_dim, self.latent_dim, self.hidden = _check_vae_args(data_dim, latent_dim, hidden)
         self.encoder = mlp([self.data_dim, *self.hidden, 2 * self.latent_dim], activation)
         self.decoder = mlp([self.latent_dim, *reversed(self.hidden), self.data_dim], activation)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and log-variance of :math:`q(z|x)`: x of shape ``(B, D)`` -> two ``(B, K)``."""
+        """Mean and log-variance of q(z | x): x (B, D) -> mu, logvar (B, K)."""
         _check_last_dim(x, self.data_dim, "x", "images", "flatten them: x.reshape(len(x), -1)")
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, K) each
         return mu, logvar
 
     def decode(self, z: Tensor) -> Tensor:
-        """Bernoulli logits :math:`f_\\theta(z)`: z of shape ``(..., K)`` -> ``(..., D)``."""
+        """Bernoulli logits f(z): z (..., K) -> (..., D)."""
         _check_last_dim(z, self.latent_dim, "z", "latent codes",
                         f"this decoder was built with latent_dim={self.latent_dim}")
         return self.decoder(z)
 
     @torch.no_grad()
     def init_output_bias(self, pixel_means: Tensor, eps: float = 1e-3) -> None:
-        r"""Start the decoder at the best model with independent pixels.
+        """Start the decoder at logit(pixel mean), the best model with independent pixels.
 
-        Sets the last layer's bias to :math:`\operatorname{logit}(\bar x_d)`, the mean of
-        each pixel over the training set (clamped to ``[eps, 1 - eps]``), so that before
-        training the decoder already predicts every pixel's average.
-
-        Args:
-            pixel_means: shape ``(D,)``, values in [0, 1].
+        pixel_means: (D,), the training images' mean, clamped to [eps, 1 - eps]
         """
-        if pixel_means.shape != (self.data_dim,):
-            raise ValueError(
-                f"pixel_means must have shape ({self.data_dim},), got "
-                f"{tuple(pixel_means.shape)}; pass images.mean(0)"
-            )
+        _check_pixel_means(pixel_means, self.data_dim)
         self.decoder[-1].bias.copy_(torch.logit(pixel_means.clamp(eps, 1 - eps)))
 
     @torch.no_grad()
     def sample(self, num_images: int, generator: torch.Generator | None = None) -> Tensor:
-        """Bernoulli means :math:`\\sigma(f_\\theta(z))` for z drawn from the prior, ``(N, D)``."""
+        """Bernoulli means sigmoid(f(z)) for z from the prior: -> (num_images, D)."""
         num_images = positive_count(num_images, "num_images")
         device = next(self.parameters()).device
         z = torch.randn(num_images, self.latent_dim, generator=generator, device=device)
@@ -129,13 +101,11 @@ class VAE(nn.Module):
 
 @torch.no_grad()
 def active_units(model: VAE, x: Tensor, threshold: float = 0.01) -> int:
-    r"""The number of latent dimensions the encoder uses (Burda et al., 2016):
+    """The number of latent dimensions the encoder uses (Burda et al., 2016):
 
-    .. math::
+        A = #{k : Var_x[mu_k(x)] > threshold},
 
-        A = \#\{k : \operatorname{Var}_x\big[\mu_{\phi,k}(x)\big] > \text{threshold}\},
-
-    the variance of the posterior mean taken over the images ``x`` (shape ``(N, D)``, N >= 2).
+    the variance of the posterior mean taken over the images x (shape (N, D), N >= 2).
     A dimension whose mean does not move with x carries no information about the image.
     """
     if x.ndim != 2 or len(x) < 2:
@@ -145,6 +115,34 @@ def active_units(model: VAE, x: Tensor, threshold: float = 0.01) -> int:
         )
     mu = torch.cat([model.encode(batch)[0] for batch in x.split(2000)])
     return int((mu.var(dim=0) > threshold).sum())
+
+
+def _check_sample_args(mu: Tensor, logvar: Tensor, num_samples: int | None) -> int | None:
+    """num_samples as an int (or None), after checking that mu and logvar have one shape."""
+    if mu.shape != logvar.shape:
+        raise ValueError(
+            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
+            f"{tuple(logvar.shape)}"
+        )
+    return None if num_samples is None else positive_count(num_samples, "num_samples")
+
+
+def _check_vae_args(
+    data_dim: int, latent_dim: int, hidden: Sequence[int]
+) -> tuple[int, int, tuple[int, ...]]:
+    """data_dim, latent_dim and the hidden widths as ints, after checking they are positive."""
+    data_dim = positive_count(data_dim, "data_dim")
+    latent_dim = positive_count(latent_dim, "latent_dim")
+    return data_dim, latent_dim, tuple(positive_count(h, "hidden width") for h in hidden)
+
+
+def _check_pixel_means(pixel_means: Tensor, data_dim: int) -> None:
+    """Raise ValueError unless pixel_means has shape (data_dim,)."""
+    if pixel_means.shape != (data_dim,):
+        raise ValueError(
+            f"pixel_means must have shape ({data_dim},), got "
+            f"{tuple(pixel_means.shape)}; pass images.mean(0)"
+        )
 
 
 def _check_last_dim(t: Tensor, size: int, name: str, what: str, hint: str) -> None:

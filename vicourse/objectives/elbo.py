@@ -20,38 +20,40 @@ from vicourse._checks import positive_count
 def elbo_samples(
     log_joint: Callable[[Tensor], Tensor], q: Distribution, num_samples: int
 ) -> Tensor:
-    r"""Per-sample ELBO terms :math:`\log p(x, z_s) - \log q(z_s)`, :math:`z_s \sim q`.
+    """Per-sample ELBO terms log p(x, z_s) - log q(z_s) for S reparameterized draws z_s ~ q.
 
-    Draws are reparameterized (``q.rsample``), so gradients flow to q's parameters.
-
-    Args:
-        log_joint: maps z of shape ``(S, *q.batch_shape, *q.event_shape)`` to
-            :math:`\log p(x, z)` of shape ``(S, *q.batch_shape)``.
-        q: the variational distribution (with ``rsample``).
-        num_samples: S >= 1.
-
-    Returns:
-        Tensor of shape ``(S, *q.batch_shape)``.
+    log_joint: (S, *q.batch_shape, *q.event_shape) -> (S, *q.batch_shape), as is the result
     """
-    num_samples = positive_count(num_samples, "num_samples")
-    if not q.has_rsample:
-        raise TypeError(
-            f"{type(q).__name__} has no reparameterized sampler (rsample); "
-            "use a reparameterizable q such as torch.distributions.Normal"
-        )
-    z = q.rsample((num_samples,))
-    log_p = log_joint(z)
-    log_q = q.log_prob(z)
-    if log_p.shape != log_q.shape:
-        raise ValueError(
-            f"log_joint returned shape {tuple(log_p.shape)} but log q(z) has shape "
-            f"{tuple(log_q.shape)}; log_joint must sum over the event dimensions of z"
-        )
+    num_samples = _check_elbo_args(q, num_samples)
+    z = q.rsample((num_samples,))  # (S, *q.batch_shape, *q.event_shape), differentiable
+    log_p = log_joint(z)  # (S, *q.batch_shape)
+    log_q = q.log_prob(z)  # (S, *q.batch_shape)
+    _check_log_joint_shape(log_p, log_q)
     return log_p - log_q
 
 
 def elbo_estimate(
     log_joint: Callable[[Tensor], Tensor], q: Distribution, num_samples: int
 ) -> Tensor:
-    """The Monte Carlo ELBO: the mean over S of :func:`elbo_samples`, shape ``q.batch_shape``."""
+    """The Monte Carlo ELBO: the mean of elbo_samples over the S draws; -> q.batch_shape."""
     return elbo_samples(log_joint, q, num_samples).mean(0)
+
+
+def _check_elbo_args(q: Distribution, num_samples: int) -> int:
+    """num_samples as an int, after checking that q has a reparameterized sampler."""
+    num_samples = positive_count(num_samples, "num_samples")
+    if not q.has_rsample:
+        raise TypeError(
+            f"{type(q).__name__} has no reparameterized sampler (rsample); "
+            "use a reparameterizable q such as torch.distributions.Normal"
+        )
+    return num_samples
+
+
+def _check_log_joint_shape(log_p: Tensor, log_q: Tensor) -> None:
+    """Raise ValueError unless log_joint returned one value per draw, like log q(z)."""
+    if log_p.shape != log_q.shape:
+        raise ValueError(
+            f"log_joint returned shape {tuple(log_p.shape)} but log q(z) has shape "
+            f"{tuple(log_q.shape)}; log_joint must sum over the event dimensions of z"
+        )

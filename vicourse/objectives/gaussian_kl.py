@@ -20,68 +20,51 @@ from torch import Tensor
 
 
 def kl_diag_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
-    r"""KL between diagonal Gaussians, summed over the last dimension.
+    """KL(q || p) between diagonal Gaussians given by means and log-variances.
 
-    .. math::
-
-        \mathrm{KL}(q\|p) = \tfrac12 \sum_{k=1}^K \Big[ e^{d_k} - 1 - d_k
-            + (\mu_{q,k} - \mu_{p,k})^2 e^{-\ell_{p,k}} \Big],
-        \qquad d_k = \ell_{q,k} - \ell_{p,k},
-
-    where :math:`\ell = \log\sigma^2`. ``e^d - 1 - d`` is computed as ``expm1(d) - d`` so that
-    nearly equal variances do not lose precision.
-
-    Args:
-        mu_q, logvar_q, mu_p, logvar_p: tensors of shape ``(..., K)`` that broadcast together.
-
-    Returns:
-        Tensor of shape ``(...)`` (the broadcast batch shape).
+    mu_q, logvar_q, mu_p, logvar_p: (..., K), broadcasting -> (...)
     """
     _check_broadcast(
         "kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p
     )
-    d = logvar_q - logvar_p
-    per_dim = torch.expm1(d) - d + (mu_q - mu_p).square() * torch.exp(-logvar_p)
-    return 0.5 * per_dim.sum(-1)
+    d = logvar_q - logvar_p  # (..., K)
+    per_dim = torch.expm1(d) - d + (mu_q - mu_p).square() * torch.exp(-logvar_p)  # (..., K)
+    return 0.5 * per_dim.sum(-1)  # (...)
 
 
 def kl_diag_gaussian_std_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    r"""KL from :math:`\mathcal N(\mu, \operatorname{diag} e^{\ell})` to :math:`\mathcal N(0, I)`.
+    """KL(N(mu, diag exp(logvar)) || N(0, I)), the KL term of the VAE's ELBO.
 
-    .. math::
-
-        \mathrm{KL} = \tfrac12 \sum_{k=1}^K \big[ \mu_k^2 + e^{\ell_k} - 1 - \ell_k \big].
-
-    This is the KL term of the VAE's ELBO.
-
-    Args:
-        mu, logvar: tensors of shape ``(..., K)``.
-
-    Returns:
-        Tensor of shape ``(...)``.
+    mu, logvar: (..., K) -> (...)
     """
     _check_broadcast("kl_diag_gaussian_std_normal", mu=mu, logvar=logvar)
-    return 0.5 * (mu.square() + torch.expm1(logvar) - logvar).sum(-1)
+    return 0.5 * (mu.square() + torch.expm1(logvar) - logvar).sum(-1)  # (...)
 
 
 def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) -> Tensor:
-    r"""KL between Gaussians with full covariance matrices.
+    """KL(q || p) between Gaussians with full covariances, from their Cholesky factors.
 
-    With Cholesky factors :math:`\Sigma_q = L_q L_q^\top` and :math:`\Sigma_p = L_p L_p^\top`,
-
-    .. math::
-
-        \mathrm{KL}(q\|p) = \tfrac12 \Big[ \|L_p^{-1} L_q\|_F^2
-            + \|L_p^{-1}(\mu_p - \mu_q)\|^2 - K
-            + 2\sum_k \log (L_p)_{kk} - 2\sum_k \log (L_q)_{kk} \Big].
-
-    Args:
-        mu_q, mu_p: tensors of shape ``(..., K)``.
-        cov_q, cov_p: symmetric positive-definite tensors of shape ``(..., K, K)``.
-
-    Returns:
-        Tensor of shape ``(...)`` (the broadcast batch shape).
+    mu_q, mu_p: (..., K); cov_q, cov_p: (..., K, K), symmetric positive definite -> (...)
     """
+    _check_full_gaussian_args(mu_q, cov_q, mu_p, cov_p)
+    chol_q = _cholesky(cov_q, "cov_q")  # (..., K, K), lower triangular: cov_q = L_q L_q^T
+    chol_p = _cholesky(cov_p, "cov_p")
+    batch = _broadcast_batch(
+        mu_q=mu_q.shape[:-1], cov_q=cov_q.shape[:-2], mu_p=mu_p.shape[:-1], cov_p=cov_p.shape[:-2]
+    )
+    k = mu_q.shape[-1]
+    chol_q = chol_q.expand(*batch, k, k)  # (batch, K, K)
+    chol_p = chol_p.expand(*batch, k, k)  # (batch, K, K)
+    diff = (mu_p - mu_q).expand(*batch, k).unsqueeze(-1)  # (batch, K, 1)
+    trace = torch.linalg.solve_triangular(chol_p, chol_q, upper=False).square().sum((-2, -1))
+    mahalanobis = torch.linalg.solve_triangular(chol_p, diff, upper=False).square().sum((-2, -1))
+    logdet_p = 2 * torch.log(torch.diagonal(chol_p, dim1=-2, dim2=-1)).sum(-1)
+    logdet_q = 2 * torch.log(torch.diagonal(chol_q, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (trace + mahalanobis - k + logdet_p - logdet_q)
+
+
+def _check_full_gaussian_args(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) -> None:
+    """Raise ValueError unless the means are (..., K) and the covariances (..., K, K), one K."""
     for name, mu, cov in (("q", mu_q, cov_q), ("p", mu_p, cov_p)):
         if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
             raise ValueError(
@@ -97,20 +80,6 @@ def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) 
         raise ValueError(
             f"q and p must have the same dimension K, got {mu_q.shape[-1]} and {mu_p.shape[-1]}"
         )
-    chol_q = _cholesky(cov_q, "cov_q")
-    chol_p = _cholesky(cov_p, "cov_p")
-    batch = _broadcast_batch(
-        mu_q=mu_q.shape[:-1], cov_q=cov_q.shape[:-2], mu_p=mu_p.shape[:-1], cov_p=cov_p.shape[:-2]
-    )
-    k = mu_q.shape[-1]
-    chol_q = chol_q.expand(*batch, k, k)
-    chol_p = chol_p.expand(*batch, k, k)
-    diff = (mu_p - mu_q).expand(*batch, k).unsqueeze(-1)
-    trace = torch.linalg.solve_triangular(chol_p, chol_q, upper=False).square().sum((-2, -1))
-    mahalanobis = torch.linalg.solve_triangular(chol_p, diff, upper=False).square().sum((-2, -1))
-    logdet_p = 2 * torch.log(torch.diagonal(chol_p, dim1=-2, dim2=-1)).sum(-1)
-    logdet_q = 2 * torch.log(torch.diagonal(chol_q, dim1=-2, dim2=-1)).sum(-1)
-    return 0.5 * (trace + mahalanobis - k + logdet_p - logdet_q)
 
 
 def _cholesky(cov: Tensor, name: str) -> Tensor:

@@ -38,15 +38,9 @@ Surrogate = Callable[[LogJoint, Tensor, Tensor, Tensor], Tensor]
 
 
 def gaussian_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    r""":math:`\log \mathcal N(z; m, \operatorname{diag} \sigma^2) = \sum_d \big[
-    -\tfrac12 \big(\tfrac{z_d - m_d}{\sigma_d}\big)^2 - \log\sigma_d - \tfrac12\log 2\pi\big]`.
+    """log N(z; mean, diag exp(2 log_std)), summed over the last dimension.
 
-    Args:
-        z: shape ``(..., D)``.
-        mean, log_std: :math:`m` and :math:`\log\sigma`, broadcasting against ``z``.
-
-    Returns:
-        Shape ``(...)``: summed over the last dimension.
+    z: (..., D); mean, log_std: broadcasting against z -> (...)
     """
     standardized = (z - mean) * torch.exp(-log_std)
     return (-0.5 * standardized.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -55,67 +49,45 @@ def gaussian_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
 def reparameterized_surrogate(
     log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
-    r"""The one-sample ELBO :math:`\log p(x, z) - \log q_\lambda(z)` at
-    :math:`z = m + \sigma \odot \varepsilon`, differentiable through every :math:`\lambda`.
+    """log p(x, z) - log q(z) at z = mean + exp(log_std) * eps: gradient = pathwise estimate.
 
-    Args:
-        log_joint: maps z of shape ``(S, D)`` to :math:`\log p(x, z)` of shape ``(S,)``.
-        mean, log_std: shape ``(D,)`` or ``(S, D)``.
-        eps: standard normal draws, shape ``(S, D)``.
-
-    Returns:
-        Shape ``(S,)``; its gradient is the pathwise (reparameterization) estimate.
+    log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
-    z = mean + torch.exp(log_std) * eps
-    return log_joint(z) - gaussian_log_density(z, mean, log_std)
+    z = mean + torch.exp(log_std) * eps  # (S, D)
+    return log_joint(z) - gaussian_log_density(z, mean, log_std)  # (S,)
 
 
 def sticking_the_landing_surrogate(
     log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
-    r"""The same value as :func:`reparameterized_surrogate`, with :math:`\lambda` detached
-    inside :math:`\log q` while :math:`z = m + \sigma \odot \varepsilon` stays
-    reparameterized:
+    """The reparameterized surrogate with log q's parameters detached: gradient = path term.
 
-    .. math::
-
-        \log p(x, z(\lambda)) - \log q_{\operatorname{sg}(\lambda)}(z(\lambda)),
-
-    where sg stops the gradient. Its gradient is the path term alone,
-    :math:`\nabla_z[\log p(x, z) - \log q_\lambda(z)]\, \partial z / \partial\lambda`.
-    Shapes as in :func:`reparameterized_surrogate`.
+    log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
-    z = mean + torch.exp(log_std) * eps
-    return log_joint(z) - gaussian_log_density(z, mean.detach(), log_std.detach())
+    z = mean + torch.exp(log_std) * eps  # (S, D), still reparameterized
+    return log_joint(z) - gaussian_log_density(z, mean.detach(), log_std.detach())  # (S,)
 
 
 def score_function_surrogate(
     log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
-    r"""A surrogate whose gradient is the score-function (REINFORCE) estimate
+    """w * log q(z) with z and w = log p(x, z) - log q(z) detached: gradient = score function.
 
-    .. math::
-
-        \big(\log p(x, z) - \log q_\lambda(z)\big)\, \nabla_\lambda \log q_\lambda(z),
-
-    with the sample :math:`z = m + \sigma \odot \varepsilon` and the weight both held fixed:
-    the surrogate is :math:`\operatorname{sg}(w) \log q_\lambda(\operatorname{sg}(z))`. Only
-    :math:`\log p(x, z)` is evaluated, never its gradient. Its *value* is not the ELBO.
-    Shapes as in :func:`reparameterized_surrogate`.
+    log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
-    z = (mean + torch.exp(log_std) * eps).detach()
-    log_q = gaussian_log_density(z, mean, log_std)
-    weight = (log_joint(z) - log_q).detach()
-    return weight * log_q
+    z = (mean + torch.exp(log_std) * eps).detach()  # (S, D)
+    log_q = gaussian_log_density(z, mean, log_std)  # (S,)
+    weight = (log_joint(z) - log_q).detach()  # (S,)
+    return weight * log_q  # (S,); its value is not the ELBO
 
 
 def score_term_surrogate(
     log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
-    r""":math:`-\log q_\lambda(\operatorname{sg}(z))`: its gradient is the score term
-    :math:`-\nabla_\lambda \log q_\lambda(z)` (z fixed), the part of the pathwise estimate
-    that sticking the landing drops; its expectation is zero. ``log_joint`` is not used (the
-    argument is there so that every surrogate has the same signature).
+    """-log q(z) with z detached: its gradient is the score term -grad log q(z) (z fixed), the
+    part of the pathwise estimate that sticking the landing drops; its expectation is zero.
+    log_joint is not used (the argument is there so that every surrogate has the same
+    signature).
     """
     z = (mean + torch.exp(log_std) * eps).detach()
     return -gaussian_log_density(z, mean, log_std)
@@ -131,40 +103,33 @@ ESTIMATORS: dict[str, Surrogate] = {
 def per_sample_gradients(
     surrogate: Surrogate, log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
-    r"""The gradient estimate of every draw, :math:`\nabla_{(m, \log\sigma)}` of the
-    surrogate, for all S draws in one backward pass.
+    """The gradient estimate of every draw with respect to (mean, log_std), in one backward pass.
 
-    Each draw gets its own copy of the parameters (tensors of shape ``(S, D)``), so the
-    gradient of the summed surrogate with respect to copy s is the gradient of draw s alone.
-
-    Args:
-        surrogate: one of the ``*_surrogate`` functions of this module (or any function
-            with their signature).
-        log_joint: maps z of shape ``(S, D)`` to :math:`\log p(x, z)`, shape ``(S,)``, one
-            value per row.
-        mean, log_std: the parameters of q, shape ``(D,)``.
-        eps: standard normal draws, shape ``(S, D)``.
-
-    Returns:
-        Shape ``(S, 2, D)``: ``[:, 0]`` is the gradient with respect to the mean, ``[:, 1]``
-        with respect to :math:`\log\sigma`.
+    log_joint: (S, D) -> (S,); mean, log_std: (D,); eps: (S, D)
+    -> (S, 2, D): [:, 0] with respect to mean, [:, 1] with respect to log_std
     """
     _check_parameters(mean, log_std, eps)
     num_draws = eps.shape[0]
-    mean_copies = mean.detach().expand(num_draws, -1).clone().requires_grad_(True)
+    # One copy of the parameters per draw: d(sum of surrogates) / d(copy s) is draw s's gradient.
+    mean_copies = mean.detach().expand(num_draws, -1).clone().requires_grad_(True)  # (S, D)
     log_std_copies = log_std.detach().expand(num_draws, -1).clone().requires_grad_(True)
     with torch.enable_grad():
-        values = surrogate(log_joint, mean_copies, log_std_copies, eps)
-        if values.shape != (num_draws,):
-            raise ValueError(
-                f"the surrogate returned shape {tuple(values.shape)}, expected ({num_draws},): "
-                "one value per draw; log_joint must map z of shape (S, D) to shape (S,) "
-                "(sum over the last dimension)"
-            )
+        values = surrogate(log_joint, mean_copies, log_std_copies, eps)  # (S,)
+        _check_surrogate_values(values, num_draws)
         grads = torch.autograd.grad(values.sum(), (mean_copies, log_std_copies),
                                     allow_unused=True)
     grads = [torch.zeros_like(mean_copies) if g is None else g for g in grads]
-    return torch.stack(grads, dim=1)
+    return torch.stack(grads, dim=1)  # (S, 2, D)
+
+
+def _check_surrogate_values(values: Tensor, num_draws: int) -> None:
+    """Raise ValueError unless the surrogate returned one value per draw, shape (S,)."""
+    if values.shape != (num_draws,):
+        raise ValueError(
+            f"the surrogate returned shape {tuple(values.shape)}, expected ({num_draws},): "
+            "one value per draw; log_joint must map z of shape (S, D) to shape (S,) "
+            "(sum over the last dimension)"
+        )
 
 
 def _check_parameters(mean: Tensor, log_std: Tensor, eps: Tensor) -> None:

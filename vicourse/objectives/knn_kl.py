@@ -48,22 +48,24 @@ def _as_samples(x: ArrayLike | torch.Tensor, name: str) -> np.ndarray:
 def knn_kl_divergence(
     samples_p: ArrayLike | torch.Tensor, samples_q: ArrayLike | torch.Tensor, k: int = 3
 ) -> float:
-    r"""The k-NN estimate of :math:`\mathrm{KL}(P \,\|\, Q)` (Wang, Kulkarni & Verdú 2009).
+    """The k-NN estimate of KL(P || Q) in nats (Wang, Kulkarni & Verdú 2009); can be negative.
 
-    Args:
-        samples_p: draws from P, shape ``(n, d)`` with ``n >= k + 1`` (numpy or torch).
-        samples_q: draws from Q, shape ``(m, d)`` with ``m >= k``.
-        k: which neighbour, k >= 1 (ITE's default is 3).
-
-    Returns:
-        The estimate in nats (it can be negative: it is not a divergence itself).
-
-    Raises:
-        ValueError: on bad shapes, or when a k-th neighbour distance is zero. Zero distances
-            come from repeated points, e.g. an MCMC chain that stays put after a rejection,
-            or rounding; the logarithm is then infinite. Remove the duplicates, add jitter
-            far below the scale of the distribution, or use a larger k.
+    samples_p: (n, d), n >= k + 1; samples_q: (m, d), m >= k; numpy or torch -> float
     """
+    x, y, k = _check_knn_args(samples_p, samples_q, k)  # float64 arrays (n, d), (m, d); int
+    n, d = x.shape
+    m = y.shape[0]
+    # The nearest point to x_i among the x's is x_i itself (distance 0): ask for k + 1.
+    rho = cKDTree(x).query(x, k=[k + 1])[0][:, 0]  # (n,)
+    nu = cKDTree(y).query(x, k=[k])[0][:, 0]  # (n,)
+    _check_nonzero_distances(rho, nu, k)
+    return float(d * np.mean(np.log(nu / rho)) + np.log(m / (n - 1)))
+
+
+def _check_knn_args(
+    samples_p: ArrayLike | torch.Tensor, samples_q: ArrayLike | torch.Tensor, k: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The samples as float64 arrays and k as an int, after checking shapes and sizes."""
     k = positive_count(k, "k")
     x = _as_samples(samples_p, "samples_p")
     y = _as_samples(samples_q, "samples_q")
@@ -75,9 +77,12 @@ def knn_kl_divergence(
     if n < k + 1 or m < k:
         raise ValueError(f"need at least k + 1 = {k + 1} samples of P and k = {k} of Q, got "
                          f"n = {n} and m = {m}")
-    # The nearest point to x_i among the x's is x_i itself (distance 0): ask for k + 1.
-    rho = cKDTree(x).query(x, k=[k + 1])[0][:, 0]
-    nu = cKDTree(y).query(x, k=[k])[0][:, 0]
+    return x, y, k
+
+
+def _check_nonzero_distances(rho: np.ndarray, nu: np.ndarray, k: int) -> None:
+    """Raise ValueError if a k-th neighbour distance is zero (repeated points: log is -inf)."""
+    n = len(rho)
     for dist, where in ((rho, "samples_p"), (nu, "samples_q")):
         zero = int((dist == 0).sum())
         if zero:
@@ -87,4 +92,3 @@ def knn_kl_divergence(
                 "(repeated points, e.g. an MCMC chain that rejected proposals), so "
                 "log(distance) is infinite; remove duplicates, add tiny jitter, or raise k"
             )
-    return float(d * np.mean(np.log(nu / rho)) + np.log(m / (n - 1)))

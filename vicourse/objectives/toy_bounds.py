@@ -25,8 +25,8 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from vicourse._checks import check_positive_finite, is_finite_real, positive_count
-from vicourse.objectives.bounds import log_mean_exp
 from vicourse.models.toy_model import ConjugateGaussian
+from vicourse.objectives.bounds import log_mean_exp
 
 
 def toy_log_weights(
@@ -38,18 +38,9 @@ def toy_log_weights(
     repetitions: int = 1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r""":math:`\log w = \log p(x, z) - \log q(z)` for :math:`z \sim \mathcal N(m, \sigma_q^2)`.
+    """log w = log p(x, z) - log q(z) for R independent sets of K draws z ~ N(q_mean, q_std^2).
 
-    Args:
-        model: the toy model.
-        x: one observation.
-        q_mean, q_std: the proposal's mean m and standard deviation :math:`\sigma_q > 0`.
-        num_samples: K, the draws per repetition.
-        repetitions: R independent sets of K draws.
-        generator: the random generator (for reproducible draws).
-
-    Returns:
-        Shape ``(R, K)``, float64.
+    x, q_mean: finite numbers; q_std > 0; num_samples: K; repetitions: R -> (R, K) float64
     """
     if not is_finite_real(x) or not is_finite_real(q_mean):
         raise ValueError(f"x and q_mean must be finite numbers, got x={x!r}, q_mean={q_mean!r}")
@@ -72,37 +63,26 @@ def toy_bound_draws(
     repetitions: int,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r"""R independent draws of :math:`\widehat{\mathcal L}_K = \log \frac1K \sum_k w_k`.
+    """R independent draws of the K-sample bound log (1/K) sum_k w_k on the toy model.
 
-    Their mean estimates :math:`\mathcal L_K` and their standard deviation divided by
-    :math:`\sqrt R` is its standard error. Arguments as for :func:`toy_log_weights`.
-
-    Returns:
-        Shape ``(R,)``, float64.
+    Arguments as for toy_log_weights -> (R,) float64
     """
-    log_w = toy_log_weights(model, x, q_mean, q_std, num_samples, repetitions, generator)
-    return log_mean_exp(log_w, dim=1)
+    log_w = toy_log_weights(model, x, q_mean, q_std, num_samples, repetitions, generator)  # (R, K)
+    return log_mean_exp(log_w, dim=1)  # (R,)
 
 
 def chi_square_to_posterior(
     model: ConjugateGaussian, x: float, q_mean: float, q_std: float
 ) -> float:
-    r""":math:`\chi^2(p(z \mid x) \,\|\, q) = \mathbb E_q[(w / p(x))^2] - 1`, in closed form.
+    """chi^2(p(z | x) || q) = E_q[(w / p(x))^2] - 1 = Var_q[w] / p(x)^2, in closed form.
 
-    With the posterior :math:`\mathcal N(m_1, s_1^2)` and :math:`q = \mathcal N(m_2, s_2^2)`,
+    With the posterior N(m1, s1^2) and q = N(m2, s2^2),
 
-    .. math::
+        E_q[p(z | x)^2 / q(z)^2] = s2 / (s1^2 sqrt(a)) exp((b^2 / a - c) / 2),
 
-        \mathbb E_q\Big[\frac{p(z\mid x)^2}{q(z)^2}\Big]
-            = \int \frac{p(z \mid x)^2}{q(z)}\,dz
-            = \frac{s_2}{s_1^2 \sqrt a}\exp\Big(\frac{b^2/a - c}{2}\Big),
-
-    :math:`a = 2/s_1^2 - 1/s_2^2`, :math:`b = 2m_1/s_1^2 - m_2/s_2^2`,
-    :math:`c = 2m_1^2/s_1^2 - m_2^2/s_2^2`. The integral is finite only when
-    :math:`a > 0`, that is :math:`s_2^2 > s_1^2 / 2`; for a narrower q the weights have
-    infinite variance and the function returns ``inf``.
-
-    This is :math:`\operatorname{Var}_q[w] / p(x)^2`, the relative variance of one weight.
+    a = 2/s1^2 - 1/s2^2, b = 2 m1/s1^2 - m2/s2^2, c = 2 m1^2/s1^2 - m2^2/s2^2. The integral
+    is finite only when a > 0, that is s2^2 > s1^2 / 2; for a narrower q the weights have
+    infinite variance and the function returns inf.
     """
     check_positive_finite(q_std, "q_std")
     posterior = model.posterior(torch.tensor(float(x), dtype=torch.float64))
