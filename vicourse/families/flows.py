@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from vicourse._checks import check_positive_finite, positive_count
+from vicourse.objectives.weights import LogDensity, log_weights
 
-LogDensity = Callable[[Tensor], Tensor]
 STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
                          torch.tensor(1.0, dtype=torch.float64), validate_args=False)
 """The base distribution, per coordinate (0-dim parameters: log densities keep z's dtype)."""
@@ -310,13 +310,7 @@ def flow_elbo_samples(
         x, _ = flow(z)
         z_back, log_det_inverse = frozen.inverse(x)
         log_q = STANDARD_NORMAL.log_prob(z_back).sum(-1) + log_det_inverse
-    log_p = log_joint(x)
-    if log_p.shape != log_q.shape:
-        raise ValueError(
-            f"log_joint returned shape {tuple(log_p.shape)} for x of shape {tuple(x.shape)}; "
-            "it must map (S, D) to (S,)"
-        )
-    return log_p - log_q
+    return log_weights(log_joint(x), log_q)  # (S,)
 
 
 def flow_elbo(

@@ -20,7 +20,6 @@ serves every chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,8 +32,8 @@ from vicourse._checks import (
     check_positive_finite,
     positive_count,
 )
+from vicourse.objectives.weights import LogDensity
 
-LogDensity = Callable[[Tensor], Tensor]
 """An unnormalized log density: positions ``(C, D)`` to log densities ``(C,)``."""
 
 

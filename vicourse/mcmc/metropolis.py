@@ -10,7 +10,7 @@ invariant. All S chains move in one batched call of the log density.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -22,8 +22,8 @@ from vicourse._checks import (
     check_positive_finite,
     positive_count,
 )
+from vicourse.objectives.weights import LogDensity
 
-LogDensity = Callable[[Tensor], Tensor]
 """A log density up to a constant: points ``(S, D)`` to values ``(S,)``."""
 
 

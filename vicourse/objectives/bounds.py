@@ -17,8 +17,6 @@ image, in nats; a batch gives one value per image.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,6 +24,9 @@ from torch import Tensor
 from vicourse._checks import positive_count
 from vicourse.models.vae import VAE, reparameterized_sample
 from vicourse.objectives.gaussian_kl import kl_diag_gaussian_std_normal
+from vicourse.objectives.weights import log_mean_exp, log_weights
+
+__all__ = ["log_mean_exp"]  # shown with the bounds; defined with the log weights
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
@@ -70,7 +71,7 @@ def _log_weight(model: VAE, x: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) ->
     """log p(z) + log p(x | z) - log N(z; mu, diag exp(logvar)), summed over dimensions."""
     log_q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
     log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-    return log_prior + bernoulli_log_likelihood(model.decode(z), x) - log_q
+    return log_weights(log_prior + bernoulli_log_likelihood(model.decode(z), x), log_q)
 
 
 def elbo_sticking_the_landing(model: VAE, x: Tensor) -> Tensor:
@@ -87,16 +88,6 @@ def negative_elbo_stl_loss(model: VAE, x: Tensor) -> Tensor:
     """The training loss with the sticking-the-landing gradient: minus the batch mean of
     elbo_sticking_the_landing (a scalar)."""
     return -elbo_sticking_the_landing(model, x).mean()
-
-
-def log_mean_exp(log_values: Tensor, dim: int = 0) -> Tensor:
-    """log (1/K) sum_k exp(a_k) over the K terms along dim, finite if any a_k is.
-
-    log_values: any shape, with K >= 1 along dim -> that shape without dim
-    """
-    _check_log_mean_exp_args(log_values, dim)
-    # logsumexp subtracts max_k a_k before exponentiating, so the sum is at least 1
-    return torch.logsumexp(log_values, dim=dim) - math.log(log_values.shape[dim])
 
 
 def iwae_bound(model: VAE, x: Tensor, num_samples: int) -> Tensor:
@@ -171,15 +162,6 @@ def _check_binary(x: Tensor) -> None:
             "the Bernoulli likelihood needs targets in {0, 1}, got values such as "
             f"{[round(v, 4) for v in bad]}; binarize grey levels first with "
             "vicourse.data.binarize_dynamic (a Bernoulli draw) or binarize_threshold"
-        )
-
-
-def _check_log_mean_exp_args(log_values: Tensor, dim: int) -> None:
-    """Raise ValueError unless log_values has at least one term along dim."""
-    if log_values.ndim == 0 or log_values.shape[dim] == 0:
-        raise ValueError(
-            f"log_mean_exp needs at least one term along dim={dim}, got a tensor of shape "
-            f"{tuple(log_values.shape)}; pass the log weights with the K samples along dim"
         )
 
 

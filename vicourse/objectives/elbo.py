@@ -9,16 +9,15 @@ r"""Monte Carlo estimates of the evidence lower bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor
 from torch.distributions import Distribution
 
 from vicourse._checks import positive_count
+from vicourse.objectives.weights import LogDensity, log_weights
 
 
 def elbo_samples(
-    log_joint: Callable[[Tensor], Tensor], q: Distribution, num_samples: int
+    log_joint: LogDensity, q: Distribution, num_samples: int
 ) -> Tensor:
     """Per-sample ELBO terms log p(x, z_s) - log q(z_s) for S reparameterized draws z_s ~ q.
 
@@ -28,12 +27,11 @@ def elbo_samples(
     z = q.rsample((num_samples,))  # (S, *q.batch_shape, *q.event_shape), differentiable
     log_p = log_joint(z)  # (S, *q.batch_shape)
     log_q = q.log_prob(z)  # (S, *q.batch_shape)
-    _check_log_joint_shape(log_p, log_q)
-    return log_p - log_q
+    return log_weights(log_p, log_q)
 
 
 def elbo_estimate(
-    log_joint: Callable[[Tensor], Tensor], q: Distribution, num_samples: int
+    log_joint: LogDensity, q: Distribution, num_samples: int
 ) -> Tensor:
     """The Monte Carlo ELBO: the mean of elbo_samples over the S draws; -> q.batch_shape."""
     return elbo_samples(log_joint, q, num_samples).mean(0)
@@ -48,12 +46,3 @@ def _check_elbo_args(q: Distribution, num_samples: int) -> int:
             "use a reparameterizable q such as torch.distributions.Normal"
         )
     return num_samples
-
-
-def _check_log_joint_shape(log_p: Tensor, log_q: Tensor) -> None:
-    """Raise ValueError unless log_joint returned one value per draw, like log q(z)."""
-    if log_p.shape != log_q.shape:
-        raise ValueError(
-            f"log_joint returned shape {tuple(log_p.shape)} but log q(z) has shape "
-            f"{tuple(log_q.shape)}; log_joint must sum over the event dimensions of z"
-        )

@@ -33,8 +33,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-LogJoint = Callable[[Tensor], Tensor]
-Surrogate = Callable[[LogJoint, Tensor, Tensor, Tensor], Tensor]
+from vicourse.objectives.weights import LogDensity
+
+Surrogate = Callable[[LogDensity, Tensor, Tensor, Tensor], Tensor]
 
 
 def gaussian_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -47,7 +48,7 @@ def gaussian_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
 
 
 def reparameterized_surrogate(
-    log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
+    log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
     """log p(x, z) - log q(z) at z = mean + exp(log_std) * eps: gradient = pathwise estimate.
 
@@ -58,7 +59,7 @@ def reparameterized_surrogate(
 
 
 def sticking_the_landing_surrogate(
-    log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
+    log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
     """The reparameterized surrogate with log q's parameters detached: gradient = path term.
 
@@ -69,7 +70,7 @@ def sticking_the_landing_surrogate(
 
 
 def score_function_surrogate(
-    log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
+    log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
     """w * log q(z) with z and w = log p(x, z) - log q(z) detached: gradient = score function.
 
@@ -82,7 +83,7 @@ def score_function_surrogate(
 
 
 def score_term_surrogate(
-    log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
+    log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
     """-log q(z) with z detached: its gradient is the score term -grad log q(z) (z fixed), the
     part of the pathwise estimate that sticking the landing drops; its expectation is zero.
@@ -101,7 +102,7 @@ ESTIMATORS: dict[str, Surrogate] = {
 
 
 def per_sample_gradients(
-    surrogate: Surrogate, log_joint: LogJoint, mean: Tensor, log_std: Tensor, eps: Tensor
+    surrogate: Surrogate, log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
 ) -> Tensor:
     """The gradient estimate of every draw with respect to (mean, log_std), in one backward pass.
 

@@ -26,7 +26,7 @@ from torch.distributions import Normal
 
 from vicourse._checks import check_positive_finite, is_finite_real, positive_count
 from vicourse.models.toy_model import ConjugateGaussian
-from vicourse.objectives.bounds import log_mean_exp
+from vicourse.objectives.weights import log_mean_exp, log_weights
 
 
 def toy_log_weights(
@@ -51,7 +51,8 @@ def toy_log_weights(
     q = Normal(torch.tensor(float(q_mean), dtype=torch.float64),
                torch.tensor(float(q_std), dtype=torch.float64))
     z = q.loc + q.scale * eps
-    return model.log_joint(torch.tensor(float(x), dtype=torch.float64), z) - q.log_prob(z)
+    return log_weights(model.log_joint(torch.tensor(float(x), dtype=torch.float64), z),
+                       q.log_prob(z))
 
 
 def toy_bound_draws(
