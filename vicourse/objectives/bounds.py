@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vicourse._checks import positive_count
+from vicourse.families.gaussian import gaussian_log_density, sticking_the_landing_log_density
 from vicourse.models.vae import VAE, reparameterized_sample
 from vicourse.objectives.gaussian_kl import kl_diag_gaussian_std_normal
 from vicourse.objectives.weights import log_mean_exp, log_weights
@@ -64,13 +65,12 @@ def log_importance_weights(model: VAE, x: Tensor, num_samples: int) -> Tensor:
     """
     mu, logvar = model.encode(x)  # (B, latent) each
     z = reparameterized_sample(mu, logvar, num_samples)  # (K, B, latent)
-    return _log_weight(model, x, z, mu, logvar)  # (K, B)
+    return _log_weight(model, x, z, gaussian_log_density(z, mu, 0.5 * logvar))  # (K, B)
 
 
-def _log_weight(model: VAE, x: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log p(z) + log p(x | z) - log N(z; mu, diag exp(logvar)), summed over dimensions."""
-    log_q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
-    log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+def _log_weight(model: VAE, x: Tensor, z: Tensor, log_q: Tensor) -> Tensor:
+    """log p(z) + log p(x | z) - log q(z | x); z: (..., B, K), x: (B, D), log_q: (..., B)."""
+    log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)  # (..., B)
     return log_weights(log_prior + bernoulli_log_likelihood(model.decode(z), x), log_q)
 
 
@@ -81,7 +81,8 @@ def elbo_sticking_the_landing(model: VAE, x: Tensor) -> Tensor:
     """
     mu, logvar = model.encode(x)  # (B, K) each
     z = reparameterized_sample(mu, logvar)  # (B, K), not detached
-    return _log_weight(model, x, z, mu.detach(), logvar.detach())  # (B,)
+    log_q = sticking_the_landing_log_density(z, mu, 0.5 * logvar)  # (B,), mu, logvar detached
+    return _log_weight(model, x, z, log_q)  # (B,)
 
 
 def negative_elbo_stl_loss(model: VAE, x: Tensor) -> Tensor:

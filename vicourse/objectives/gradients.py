@@ -27,24 +27,17 @@ evaluates any of them for many draws at once, in one backward pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from vicourse.families.gaussian import gaussian_log_density, sticking_the_landing_log_density
 from vicourse.objectives.weights import LogDensity
 
+__all__ = ["gaussian_log_density"]  # the family's log density, re-exported for the chapter
+
 Surrogate = Callable[[LogDensity, Tensor, Tensor, Tensor], Tensor]
-
-
-def gaussian_log_density(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log N(z; mean, diag exp(2 log_std)), summed over the last dimension.
-
-    z: (..., D); mean, log_std: broadcasting against z -> (...)
-    """
-    standardized = (z - mean) * torch.exp(-log_std)
-    return (-0.5 * standardized.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def reparameterized_surrogate(
@@ -66,7 +59,7 @@ def sticking_the_landing_surrogate(
     log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
     z = mean + torch.exp(log_std) * eps  # (S, D), still reparameterized
-    return log_joint(z) - gaussian_log_density(z, mean.detach(), log_std.detach())  # (S,)
+    return log_joint(z) - sticking_the_landing_log_density(z, mean, log_std)  # (S,)
 
 
 def score_function_surrogate(
