@@ -10,6 +10,7 @@ MyST; and the build fails on any cell error (the build is the chapter test).
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -74,6 +75,38 @@ def test_glue_and_assertions_live_in_hidden_cells(chapter: Path):
         f"{chapter.name}: code cells {[n for n, _ in visible]} glue or assert in a cell the "
         f"reader sees ({visible[0][1]!r}); move it to a hidden cell (:tags: [remove-cell]) "
         "right after, see README 'Working on the book'"
+    )
+
+
+def assigned_names(source: str) -> set[str]:
+    """Names a cell binds at top level (assignments, loops, definitions), imports excepted."""
+    names = set()
+    for node in ast.parse(source).body:
+        targets = list(getattr(node, "targets", []))
+        if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.With)):
+            targets.append(getattr(node, "target", None) or node)
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)
+                      and isinstance(n.ctx, ast.Store)}
+    return names
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_hidden_cells_name_their_variables_with_an_underscore(chapter: Path):
+    """Checks and glue cells never rebind a name the reader sees (exercise cells excepted)."""
+    offending = {}
+    for number, cell in enumerate(code_cells(chapter), 1):
+        if ("remove-cell" not in cell.metadata.get("tags", []) or cell.metadata.get("nbgrader")
+                or "google.colab" in cell.source):
+            continue
+        public = sorted(n for n in assigned_names(cell.source) if not n.startswith("_"))
+        if public:
+            offending[number] = public
+    assert not offending, (
+        f"{chapter.name}: hidden code cells bind names without a leading underscore "
+        f"{offending} (cell number: names); rename them _name"
     )
 
 
