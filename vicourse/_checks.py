@@ -6,6 +6,7 @@ import math
 import operator
 from numbers import Real
 
+import torch
 from torch import Tensor
 
 
@@ -58,3 +59,77 @@ def check_log_density_not_nan(values: Tensor, points: Tensor, what: str) -> None
             "negative number there; return -inf outside the support, and compute the log "
             "density in log space (log-sum-exp, no log of exp) so that it stays finite"
         )
+
+
+# --- the validation layer: tensors in, with messages that name the argument ---------------
+
+
+def as_tensor(value: object, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
+    """``value`` as a tensor: tensors pass through, numbers, lists and NumPy arrays are
+    converted once (to ``dtype``, or torch's default float type for floats); anything else is
+    a TypeError that names the argument."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a tensor (or an array-like of numbers), got "
+                        f"{type(value).__name__} {value!r:.60}")
+    try:
+        tensor = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"{name} must be a tensor (or an array-like of numbers), got "
+                        f"{type(value).__name__}: {error}") from None
+    if dtype is not None:
+        return tensor.to(dtype)
+    return tensor.to(torch.get_default_dtype()) if tensor.is_floating_point() else tensor
+
+
+def check_float(tensor: Tensor, name: str) -> None:
+    """TypeError unless ``tensor`` is floating point (integers, booleans: convert first)."""
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}; "
+                        f"convert it with {name}.float() (or .double())")
+
+
+def check_same_dtype_and_device(**tensors: Tensor) -> None:
+    """TypeError unless the named tensors share one dtype and one device, naming both."""
+    items = list(tensors.items())
+    (first, reference), *rest = items
+    for name, tensor in rest:
+        if tensor.dtype != reference.dtype:
+            raise TypeError(
+                f"{name} has dtype {tensor.dtype} but {first} has {reference.dtype}; convert "
+                f"one of them, e.g. {name}.to({first}.dtype)"
+            )
+        if tensor.device != reference.device:
+            raise TypeError(
+                f"{name} is on {tensor.device} but {first} is on {reference.device}; move one, "
+                f"e.g. {name}.to({first}.device)"
+            )
+
+
+def check_shape(tensor: Tensor, name: str, expected: str, ok: bool) -> None:
+    """ValueError if not ``ok``: ``tensor`` should have the documented shape ``expected``."""
+    if not ok:
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
+
+
+def check_nonempty(tensor: Tensor, name: str) -> None:
+    """ValueError for a tensor with no elements."""
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); pass at least one value")
+
+
+def check_all_finite(tensor: Tensor, name: str) -> None:
+    """ValueError if ``tensor`` holds NaN or an infinity, with how many and where."""
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name} has {int(bad.sum())} non-finite values of {tensor.numel()} (the first, "
+            f"{tensor[first].item()}, at index {first}); remove or replace them first"
+        )
+
+
+def probability_tolerance(dtype: torch.dtype, size: int) -> float:
+    """How far from 1 a sum of ``size`` probabilities in ``dtype`` may be from rounding alone."""
+    return max(size, 1) * torch.finfo(dtype).eps * 4
