@@ -40,7 +40,8 @@ def main() -> int:
         group = path.stem.removeprefix("test_contract_")
         print(f"{group:<12} {sum(counts.values()):>6} "
               + " ".join(f"{counts[o]:>15}" for o in OUTCOMES))
-    print(f"{'total':<12} {sum(totals.values()):>6} " + " ".join(f"{totals[o]:>15}" for o in OUTCOMES))
+    print(f"{'total':<12} {sum(totals.values()):>6} "
+          + " ".join(f"{totals[o]:>15}" for o in OUTCOMES))
     return 0
 
 
