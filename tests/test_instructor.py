@@ -412,10 +412,12 @@ def test_command_line_grades_in_parallel(toy: Path, capsys):
                  "--exercises-only", "--jobs", "2"]) == 0
     printed, complaints = capsys.readouterr()
     assert "skipped" in complaints and "notes.ipynb" in complaints
-    assert "ann__week1       toy            3/3" in printed
-    assert "ben              toy            1/3" in printed
+    assert "ann/week1        3/3" in printed
+    assert "ben              1/3" in printed
     assert "ben · ex-toy-double-value · 0/2\n    ✗ double(3)\n      expected: 6" in printed
-    assert (root / "out" / "notebooks" / "ann__week1.ipynb").exists()
+    assert "limits: 120 s per cell, 900 s per notebook" in printed
+    assert (root / "out" / "notebooks" / "ann%2Fweek1.ipynb").exists()
+    assert "1 of 3 points" in (root / "out" / "feedback" / "ben.md").read_text(encoding="utf-8")
 
 
 def test_command_line_writes_student_versions_and_lists_exercises(toy: Path, capsys):

@@ -21,10 +21,15 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import multiprocessing
+import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +39,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from vicourse._checks import positive_count
 from vicourse.course.exercises import (
     SETUP_TAG,
     SOLUTION_CHECK_TAG,
@@ -48,6 +54,14 @@ from vicourse.course.exercises import (
     nbgrader,
     read_chapter,
     tags,
+)
+from vicourse.course.sandbox import (
+    JOB_FILE,
+    PROGRESS_FILE,
+    SUBMISSION_FILE,
+    Limits,
+    bwrap_works,
+    sandbox_prefix,
 )
 
 PLACEHOLDER = "# YOUR CODE HERE (this part of the exercise is not autograded)\n"
@@ -256,10 +270,14 @@ def _check_id(cell: NotebookNode) -> str:
 
 
 def _identify(notebook: NotebookNode, chapters: Sequence[Chapter]) -> Chapter:
-    name = notebook.metadata.get("vicourse", {}).get("chapter")
+    """The chapter whose checks the notebook's cells carry; its metadata only if none do."""
     ids = {_check_id(cell) for cell in notebook.cells} - {""}
+    by_cells = [c for c in chapters if ids & {g for e in c.exercises for g in e.checks}]
+    if by_cells:
+        return max(by_cells, key=lambda c: len(ids & {g for e in c.exercises for g in e.checks}))
+    name = notebook.metadata.get("vicourse", {}).get("chapter")
     for chapter in chapters:
-        if chapter.name == name or ids & {g for e in chapter.exercises for g in e.checks}:
+        if chapter.name == name:
             return chapter
     raise ValueError("cannot tell which chapter this notebook belongs to: it has no vicourse "
                      "metadata and no autograded check cells")
@@ -276,6 +294,8 @@ def grading_notebook(submission: NotebookNode, chapter: Chapter) -> NotebookNode
     order = [nbgrader(c)["grade_id"] for c in chapter.notebook.cells if nbgrader(c)]
     cells, placed = [], {}
     for cell in copy.deepcopy(submission.cells):
+        if cell.cell_type != "code":  # a check turned into Markdown is no check: restored below
+            cell.metadata.pop("nbgrader", None)
         grade_id = _check_id(cell)
         if grade_id in originals and grade_id not in placed:
             cell = _restored(originals[grade_id])
@@ -319,137 +339,277 @@ def exercise_part(notebook: NotebookNode, chapter: Chapter) -> NotebookNode:
     return part
 
 
-def execute(notebook: NotebookNode, timeout: int = 600) -> NotebookNode:
-    """Run every cell (errors do not stop the run), in a fresh folder, with nbgrader's Execute."""
-    from nbgrader.preprocessors import Execute
-
-    with tempfile.TemporaryDirectory(prefix="vicourse-grade-") as folder:
-        runner = Execute(timeout=timeout, extra_arguments=KERNEL_ARGUMENTS)
-        notebook, _ = runner.preprocess(notebook, {"metadata": {"path": folder}})
-    return notebook
-
-
-def _feedback(cell: NotebookNode) -> str:
+def _feedback(cell: NotebookNode, number: int, limits: Limits) -> str:
     for output in cell.outputs:
         if output.output_type == "error":
             if output.ename == "CheckFailed":
                 return output.evalue
+            if output.ename == "KeyboardInterrupt":
+                return (f"cell {number} ran longer than {limits.cell_seconds:g} s and was "
+                        "stopped: look for a loop that does not end, or work that is too slow")
             return f"{output.ename}: {output.evalue}"
         if output.output_type == "stream" and output.name == "stderr":
             return f"the cell wrote to stderr, which nbgrader scores as a failure: {output.text}"
     return "passed"
 
 
-def score(executed: NotebookNode, chapter: Chapter, student: str) -> list[CheckResult]:
+@dataclass
+class Run:
+    """What became of one submission's run: the executed cells, and why it ended early."""
+
+    notebook: NotebookNode
+    executed: dict[int, list]  # cell index -> outputs, for the cells that finished
+    reason: str = ""  # why cells after the last finished one did not run ("" if all ran)
+
+
+def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool) -> Run:
+    """Execute ``notebook`` in its own worker process and scratch folder (vicourse.sandbox)."""
+    with tempfile.TemporaryDirectory(prefix="vicourse-grade-") as folder:
+        scratch = Path(folder).resolve()
+        nbformat.write(notebook, scratch / SUBMISSION_FILE)
+        job = {"notebook": SUBMISSION_FILE, "limits": asdict(limits),
+               "prefix": sandbox_prefix(scratch, limits, sandboxed)}
+        (scratch / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
+        log = open(scratch / "worker.log", "wb")  # noqa: SIM115 (closed below)
+        worker = subprocess.Popen([sys.executable, "-m", "vicourse.course.sandbox", str(scratch)],
+                                  cwd=scratch, stdout=log, stderr=log, start_new_session=True)
+        try:
+            worker.wait(timeout=limits.notebook_seconds)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)  # the worker and its kernel
+            worker.wait()
+            timed_out = True
+        log.close()
+        return _read_run(notebook, scratch, limits, timed_out, worker.returncode)
+
+
+def _read_run(notebook: NotebookNode, scratch: Path, limits: Limits, timed_out: bool,
+              returncode: int | None) -> Run:
+    executed: dict[int, list] = {}
+    started, events = None, set()
+    progress = scratch / PROGRESS_FILE
+    lines = progress.read_text(encoding="utf-8").splitlines() if progress.exists() else []
+    for line in lines:
+        record = json.loads(line)
+        events.add(record["event"])
+        if record["event"] == "start":
+            started = record["cell"]
+        elif record["event"] == "done":
+            executed[record["cell"]] = [nbformat.from_dict(o) for o in record["outputs"]]
+    result = copy.deepcopy(notebook)
+    for index, outputs in executed.items():
+        result.cells[index].outputs = outputs
+    where = f"in cell {started + 1}" if started is not None else "before the first cell"
+    if timed_out:
+        reason = (f"the notebook ran longer than {limits.notebook_seconds:g} s in all and was "
+                  f"stopped {where}")
+    elif "dead" in events or (started is not None and started not in executed):
+        reason = (f"the kernel died {where} (the code ended the Python process, or used more "
+                  f"than {limits.memory_mb} MB of memory)")
+    elif returncode not in (0, None) and len(executed) < len(notebook.cells):
+        log = (scratch / "worker.log").read_text(encoding="utf-8", errors="replace").strip()
+        last = log.splitlines()[-1] if log else f"exit code {returncode}"
+        reason = f"the grading of this notebook failed {where}: {last[:500]}"
+    else:
+        reason = ""
+    if "flood" in events:
+        reason = (reason + "; " if reason else "") + (
+            f"the notebook printed more than {limits.output_kb} kB: output after that was dropped")
+    return Run(result, executed, reason)
+
+
+def score(run: Run, chapter: Chapter, student: str, limits: Limits) -> list[CheckResult]:
     """One result per check of the chapter, scored by nbgrader's ``determine_grade``."""
     from nbgrader.utils import determine_grade
 
-    found = {nbgrader(cell)["grade_id"]: cell for cell in executed.cells if is_check_cell(cell)}
+    found = {nbgrader(cell)["grade_id"]: (index, cell)
+             for index, cell in enumerate(run.notebook.cells) if is_check_cell(cell)}
     results = []
     for exercise in chapter.exercises:
         for grade_id, max_points in exercise.checks.items():
-            cell = found.get(grade_id)
-            if cell is None:  # not run (e.g. --exercises-only lost it): no points
+            index, cell = found.get(grade_id, (None, None))
+            if cell is None:  # not in the graded notebook (e.g. --exercises-only lost it)
                 points, feedback = 0.0, "the check did not run"
+            elif index not in run.executed:
+                points, feedback = 0.0, f"the check did not run: {run.reason or 'not reached'}"
             else:
                 points = determine_grade(cell)[0] or 0.0
-                feedback = _feedback(cell)
+                feedback = _feedback(cell, index + 1, limits)
             results.append(CheckResult(student, chapter.name, exercise.label, grade_id,
                                        float(points), max_points, feedback))
     return results
 
 
 def grade_notebook(submission: NotebookNode, chapter: Chapter, student: str, *,
-                   exercises_only: bool = False, timeout: int = 600
-                   ) -> tuple[list[CheckResult], NotebookNode]:
-    """Restore the checks, execute, score: the results and the executed notebook."""
+                   exercises_only: bool = False, limits: Limits | None = None,
+                   sandboxed: bool | None = None) -> tuple[list[CheckResult], NotebookNode]:
+    """Restore the checks, execute in a worker, score: the results and the executed notebook."""
+    limits = limits or Limits()
     notebook = grading_notebook(submission, chapter)
     if exercises_only:
         notebook = exercise_part(notebook, chapter)
-    executed = execute(notebook, timeout)
-    return score(executed, chapter, student), executed
+    run = run_submission(notebook, limits, bwrap_works() if sandboxed is None else sandboxed)
+    if run.reason:
+        run.notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Grader:** {run.reason}."))
+    return score(run, chapter, student, limits), run.notebook
 
 
 def _grade_file(path: Path, student: str, chapter_path: Path, out: Path, exercises_only: bool,
-                timeout: int) -> list[CheckResult]:
-    results, executed = grade_notebook(nbformat.read(path, as_version=4),
-                                       read_chapter(chapter_path), student,
-                                       exercises_only=exercises_only, timeout=timeout)
-    target = out / "notebooks" / f"{student}.ipynb"
+                limits: Limits, sandboxed: bool) -> list[CheckResult]:
+    chapter = read_chapter(chapter_path)
+    try:
+        submission = nbformat.read(path, as_version=4)
+    except Exception as error:  # unreadable since it was listed: a zero with the reason
+        return [CheckResult(student, chapter.name, e.label, g, 0.0, p,
+                            f"the notebook could not be read: {error}")
+                for e in chapter.exercises for g, p in e.checks.items()]
+    results, executed = grade_notebook(submission, chapter, student,
+                                       exercises_only=exercises_only, limits=limits,
+                                       sandboxed=sandboxed)
+    target = out / "notebooks" / f"{file_name(student)}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(executed, target)
     return results
 
 
-def submissions_in(paths: Iterable[Path]) -> dict[str, Path]:
-    """Student name -> notebook: files as given, folders searched (name = path in the folder)."""
-    found = {}
+def file_name(student: str) -> str:
+    """A file name for a student id that no other id maps to (``/`` and ``%`` escaped)."""
+    return urllib.parse.quote(student, safe="")
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    chapter: Chapter
+    path: Path
+
+
+def student_id(relative: Path, folder_name: str, chapter_names: set[str]) -> str:
+    """Who handed in the notebook at ``relative`` (a path inside a folder of submissions).
+
+    nbgrader's ``<student>/<assignment>/<notebook>.ipynb`` gives the student folder; a notebook
+    named after a chapter (``alice/gaussian_kl.ipynb``, an LMS export) its folder; any other
+    notebook its path without the suffix (``alice.ipynb``: ``alice``, ``sec1/alice.ipynb``:
+    ``sec1/alice``).
+    """
+    parts = relative.parts
+    if len(parts) == 3:
+        return parts[0]
+    if relative.stem in chapter_names:
+        return "/".join(parts[:-1]) or folder_name
+    return relative.with_suffix("").as_posix()
+
+
+def find_submissions(paths: Iterable[Path], chapters: Sequence[Chapter]) -> list[Submission]:
+    """Every submitted notebook, with its student and chapter; two notebooks of one student
+    for one chapter are an error that names both."""
+    names = {chapter.name for chapter in chapters}
+    found: dict[tuple[str, str], Submission] = {}
     for path in paths:
         if path.is_dir():
-            for notebook in sorted(path.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" not in notebook.parts:
-                    found[notebook.relative_to(path).with_suffix("").as_posix()] = notebook
+            notebooks = [(n, n.relative_to(path)) for n in sorted(path.rglob("*.ipynb"))
+                         if ".ipynb_checkpoints" not in n.parts]
+            folder_name = path.resolve().name
+        elif path.exists():
+            notebooks, folder_name = [(path, Path(path.name))], path.resolve().parent.name
         else:
-            found[path.stem] = path
-    return found
+            raise FileNotFoundError(f"no submission at {path}")
+        for notebook, relative in notebooks:
+            try:
+                chapter = _identify(nbformat.read(notebook, as_version=4), chapters)
+            except Exception as error:  # not a notebook, or not one of the book's: say so
+                print(f"skipped {notebook}: {error}", file=sys.stderr)
+                continue
+            student = student_id(relative, folder_name, names)
+            key = (student, chapter.name)
+            if key in found:
+                raise ValueError(
+                    f"two submissions of {chapter.name} for the student {student!r}: "
+                    f"{found[key].path} and {notebook}; keep one of them (the student id comes "
+                    "from the path: nbgrader's <student>/<assignment>/<notebook>.ipynb, or "
+                    "<student>.ipynb, or <student>/<chapter>.ipynb)")
+            found[key] = Submission(student, chapter, notebook)
+    return list(found.values())
 
 
 def grade(paths: Iterable[Path], out: Path, chapters: list[Path], *, exercises_only: bool = False,
-          timeout: int = 600, jobs: int = 1) -> list[CheckResult]:
-    """Grade every submitted notebook; write scores.csv, feedback.csv and executed notebooks."""
+          limits: Limits | None = None, jobs: int = 1,
+          sandboxed: bool | None = None) -> list[CheckResult]:
+    """Grade every submitted notebook; write scores.csv, feedback files and executed notebooks.
+
+    Each notebook runs in its own worker (:func:`run_submission`); ``sandboxed`` None uses
+    bubblewrap when the machine has it.
+    """
+    limits = limits or Limits()
+    jobs = positive_count(jobs, "--jobs")
+    sandboxed = bwrap_works() if sandboxed is None else sandboxed
+    if not sandboxed:
+        print("WARNING: bubblewrap (bwrap) is not available: grading UNSANDBOXED. Each "
+              "notebook still runs in its own process and folder, but student code can read "
+              "and write your files and reach the network. Install the Debian package "
+              "bubblewrap.", file=sys.stderr)
+    submissions = find_submissions(paths, [read_chapter(path) for path in chapters])
     out.mkdir(parents=True, exist_ok=True)
-    known = [read_chapter(path) for path in chapters]
-    arguments = []
-    for student, path in submissions_in(paths).items():
-        try:
-            chapter = _identify(nbformat.read(path, as_version=4), known)
-        except Exception as error:  # not a notebook, or not one of the book's: say so, go on
-            print(f"skipped {path}: {error}", file=sys.stderr)
-            continue
-        name = student.replace("/", "__")
-        arguments.append((path, name, chapter.path, out, exercises_only, timeout))
+    arguments = [(s.path, s.student, s.chapter.path, out, exercises_only, limits, sandboxed)
+                 for s in submissions]
     if jobs > 1:  # fresh processes ("spawn"): forking a process that runs torch can hang
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             batches = list(pool.map(_grade_file, *zip(*arguments, strict=True)))
     else:
         batches = [_grade_file(*args) for args in arguments]
     results = [result for batch in batches for result in batch]
-    write_scores(results, out)
+    graded = {s.chapter.name: s.chapter for s in submissions}.values()
+    write_scores(results, out, [e.label for c in graded for e in c.exercises if not e.checks])
     return results
 
 
 def score_table(results: Sequence[CheckResult]) -> list[dict[str, object]]:
-    """One row per submission: points per exercise, total and maximum."""
-    rows: dict[tuple[str, str], dict[str, object]] = {}
+    """One row per student: points per exercise (over all chapters graded), total, maximum."""
+    rows: dict[str, dict[str, object]] = {}
     for r in results:
-        row = rows.setdefault((r.student, r.chapter), {"student": r.student, "chapter": r.chapter})
+        row = rows.setdefault(r.student, {"student": r.student})
         row[r.exercise] = float(row.get(r.exercise, 0.0)) + r.points
         row["total"] = float(row.get("total", 0.0)) + r.points
         row["max"] = float(row.get("max", 0.0)) + r.max_points
     return list(rows.values())
 
 
-def write_scores(results: Sequence[CheckResult], out: Path) -> None:
-    """``out/scores.csv`` (one row per submission) and ``out/feedback.csv`` (one per check)."""
+def write_scores(results: Sequence[CheckResult], out: Path,
+                 written: Sequence[str] = ()) -> None:
+    """``out/scores.csv`` (one row per student, a column per exercise; ``written`` exercises
+    are graded by hand and left empty), ``out/feedback.csv`` (one row per check) and
+    ``out/feedback/<student>.md`` (each student's score and failed checks)."""
     table = score_table(results)
-    exercises = list(dict.fromkeys(r.exercise for r in results))
+    exercises = list(dict.fromkeys([*(r.exercise for r in results), *written]))
     with open(out / "scores.csv", "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, ["student", "chapter", *exercises, "total", "max"])
+        writer = csv.DictWriter(file, ["student", *exercises, "total", "max"], restval="")
         writer.writeheader()
         writer.writerows(table)
     with open(out / "feedback.csv", "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, list(asdict(results[0])) if results else ["student"])
         writer.writeheader()
         writer.writerows(asdict(r) for r in results)
+    (out / "feedback").mkdir(exist_ok=True)
+    for row in table:
+        mine = [r for r in results if r.student == row["student"]]
+        lines = [f"# Feedback for {row['student']}", "",
+                 f"Autograded score: {row['total']:g} of {row['max']:g} points.", ""]
+        for r in mine:
+            mark = "passed" if r.points >= r.max_points else "not passed"
+            lines.append(f"- **{r.chapter} · {r.check}**: {r.points:g}/{r.max_points:g}, {mark}")
+            if r.points < r.max_points:
+                lines += ["", *("    " + line for line in r.feedback.splitlines()), ""]
+        target = out / "feedback" / f"{file_name(str(row['student']))}.md"
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def print_results(results: Sequence[CheckResult]) -> None:
     """The score table, then every failed check with its feedback."""
     for row in score_table(results):
         per_exercise = "  ".join(f"{k} {v:g}" for k, v in row.items()
-                                 if k not in ("student", "chapter", "total", "max"))
-        print(f"{row['student']:<16} {row['chapter']:<14} {row['total']:g}/{row['max']:g}"
-              f"   {per_exercise}")
+                                 if k not in ("student", "total", "max"))
+        print(f"{row['student']:<16} {row['total']:g}/{row['max']:g}   {per_exercise}")
     failed = [r for r in results if r.points < r.max_points]
     if failed:
         print("\nFeedback on the checks that did not pass:")
@@ -506,7 +666,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     grader.add_argument("--out", type=Path, required=True, help="folder for scores and notebooks")
     grader.add_argument("--exercises-only", action="store_true", help="run only the exercise-"
                         "setup cells and the exercises (fast; the default runs everything)")
-    grader.add_argument("--timeout", type=int, default=600, help="seconds per cell (600)")
+    defaults = Limits()
+    grader.add_argument("--cell-seconds", type=float, default=defaults.cell_seconds,
+                        help=f"seconds per cell ({defaults.cell_seconds:g})")
+    grader.add_argument("--notebook-seconds", type=float, default=defaults.notebook_seconds,
+                        help=f"seconds per notebook ({defaults.notebook_seconds:g})")
+    grader.add_argument("--memory-mb", type=int, default=defaults.memory_mb,
+                        help=f"memory per notebook in MB ({defaults.memory_mb})")
+    grader.add_argument("--output-kb", type=int, default=defaults.output_kb,
+                        help=f"output kept per notebook in kB ({defaults.output_kb})")
     grader.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
     listing = commands.add_parser("exercises", help="print the table of exercises")
     listing.add_argument("chapters", nargs="*")
@@ -520,11 +688,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_student_versions(paths, args.out, args.github)
         return 0 if len(written) == len(paths) else 1
     elif args.command == "grade":
-        results = grade(args.submissions, args.out, book_chapters(root),
-                        exercises_only=args.exercises_only, timeout=args.timeout, jobs=args.jobs)
+        try:
+            limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_mb,
+                            args.output_kb)
+            results = grade(args.submissions, args.out, book_chapters(root),
+                            exercises_only=args.exercises_only, limits=limits, jobs=args.jobs)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+        print(limits.describe())
         print_results(results)
-        print(f"\nwrote {args.out / 'scores.csv'}, {args.out / 'feedback.csv'} and the executed "
-              f"notebooks in {args.out / 'notebooks'}")
+        print(f"\nwrote {args.out / 'scores.csv'}, {args.out / 'feedback.csv'}, one feedback file "
+              f"per student in {args.out / 'feedback'} and the executed notebooks in "
+              f"{args.out / 'notebooks'}")
     elif args.command == "exercises":
         for row in exercise_rows(_chapter_paths(root, args.chapters)):
             print(f"{row['chapter']:<14} {row['label']:<22} {row['minutes'] or '?':>3} min  "

@@ -1,0 +1,202 @@
+"""Grading a class that tries everything: every submission is graded, whatever it does.
+
+One run grades honest, crashing, looping, sleeping, flooding, memory-hungry and snooping
+submissions of the toy chapter of tests/test_instructor.py, with short limits, and the score
+of each is asserted; the instructor's files and the other submissions must come out unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import socket
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from test_instructor import TOY
+
+from vicourse.course.exercises import is_answer_cell, read_chapter
+from vicourse.course.instructor import (
+    answers,
+    fill_in,
+    find_submissions,
+    grade,
+    main,
+    student_id,
+    student_notebook,
+)
+from vicourse.course.sandbox import Limits, bwrap_works
+
+LIMITS = Limits(cell_seconds=10, notebook_seconds=30, memory_mb=1024, output_kb=64)
+CORRECT = "def double(x):\n    return 2 * x"
+SANDBOXED = bwrap_works()
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("course")
+    (root / "book").mkdir()
+    (root / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "book/toy"}))
+    (root / "book" / "toy.md").write_text(TOY, encoding="utf-8")
+    return root
+
+
+def submission(chapter, answer: str, extra_cells: tuple[str, ...] = (), **metadata):
+    notebook = fill_in(student_notebook(chapter), {"ex-toy-double-answer": answer})
+    at = next(i for i, c in enumerate(notebook.cells) if is_answer_cell(c)) + 1
+    notebook.cells[at:at] = [nbformat.v4.new_code_cell(code) for code in extra_cells]
+    notebook.metadata.update(metadata)
+    return notebook
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def graded(course: Path, tmp_path_factory):
+    """Grade the class once; the tests below read the outcome."""
+    chapter = read_chapter(course / "book" / "toy.md")
+    inbox = tmp_path_factory.mktemp("submitted")
+    out = tmp_path_factory.mktemp("grades")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    chapter_file = course / "book" / "toy.md"
+    other = inbox / "zoe.ipynb"
+    snoop = f"""
+import os, socket
+for label, attempt in [
+    ("chapter", lambda: open({str(chapter_file)!r}).read()),
+    ("write", lambda: open({str(course / 'pwned.txt')!r}, "w").write("x")),
+    ("delete", lambda: os.remove({str(other)!r})),
+    ("network", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+]:
+    try:
+        attempt()
+        print(label, "REACHED")
+    except Exception as error:
+        print(label, "blocked:", type(error).__name__)
+print("secret" if "VICOURSE_GRADER_SECRET" in os.environ else "no grader variables")
+"""
+    wrong_chapter = submission(chapter, CORRECT)
+    wrong_chapter.metadata["vicourse"] = {"chapter": "not_this_one"}
+    as_markdown = submission(chapter, CORRECT)
+    for cell in as_markdown.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            cell.cell_type = "markdown"
+            cell.pop("outputs", None), cell.pop("execution_count", None)
+    bad_kernel = submission(chapter, CORRECT, kernelspec={"name": "no-such-kernel",
+                                                          "display_name": "x", "language": "x"})
+    loop = ("def double(x):\n    while True:\n        try:\n            pass\n"
+            "        except BaseException:\n            pass")
+    notebooks = {
+        "alice": submission(chapter, CORRECT),
+        "ben": fill_in(student_notebook(chapter), answers(chapter, mistaken=True)),
+        "carl": submission(chapter, "import os\nos._exit(0)"),
+        "dora": submission(chapter, CORRECT + "\nimport sys\nsys.exit(3)"),
+        "eve": submission(chapter, "def double(x):\n    raise RuntimeError('no')"),
+        "finn": submission(chapter, loop),
+        "gus": submission(chapter, CORRECT, ("import time\ntime.sleep(4)",) * 9),
+        "hal": submission(chapter, CORRECT + "\nfor i in range(200_000):\n    print('x' * 80)"),
+        "ivy": submission(chapter, "big = bytearray(3 * 2**30)\n" + CORRECT),
+        "jon": submission(chapter, CORRECT, (snoop,)),
+        "kim": bad_kernel,
+        "lea": as_markdown,
+        "max": wrong_chapter,
+        "zoe": submission(chapter, CORRECT),
+    }
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, inbox / f"{name}.ipynb")
+    before_course, before_inbox = fingerprint(course), fingerprint(inbox)
+    os.environ["VICOURSE_GRADER_SECRET"] = "do not leak"
+    try:
+        results = grade([inbox], out, [chapter_file], exercises_only=True, limits=LIMITS, jobs=2)
+    finally:
+        del os.environ["VICOURSE_GRADER_SECRET"]
+        listener.close()
+    scores = {}
+    with open(out / "scores.csv", encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            scores[row["student"]] = float(row["total"])
+    return {"results": results, "scores": scores, "out": out, "accepted": accepted,
+            "course_changed": fingerprint(course) != before_course,
+            "inbox_changed": fingerprint(inbox) != before_inbox}
+
+
+def feedback(graded, student: str) -> str:
+    return "\n".join(r.feedback for r in graded["results"] if r.student == student)
+
+
+def executed_text(graded, student: str) -> str:
+    path = graded["out"] / "notebooks" / f"{student}.ipynb"
+    return path.read_text(encoding="utf-8")
+
+
+EXPECTED = {"alice": 3, "ben": 1, "carl": 0, "dora": 3, "eve": 0, "finn": 0, "gus": 0,
+            "hal": 3, "ivy": 0, "jon": 3, "kim": 3, "lea": 3, "max": 3, "zoe": 3}
+
+
+def test_every_submission_is_graded_with_the_expected_score(graded):
+    assert graded["scores"] == EXPECTED
+
+
+def test_reasons_a_student_can_act_on(graded):
+    assert "the kernel died in cell" in feedback(graded, "carl")
+    assert "ran longer than 10 s" in feedback(graded, "finn") or \
+        "ran longer than 30 s" in feedback(graded, "finn")
+    assert "the notebook ran longer than 30 s in all" in feedback(graded, "gus")
+    assert "RuntimeError: no" in feedback(graded, "eve")
+    assert "MemoryError" in executed_text(graded, "ivy")  # the cap hit the answer cell
+
+
+def test_output_floods_are_cut(graded):
+    assert len(executed_text(graded, "hal")) < 400_000
+    assert "printed more than 64 kB" in executed_text(graded, "hal")
+
+
+@pytest.mark.skipif(not SANDBOXED, reason="bubblewrap is not available here")
+def test_student_code_is_contained(graded):
+    printed = executed_text(graded, "jon")
+    for label in ("chapter", "write", "delete", "network"):
+        assert f"{label} blocked" in printed, printed[-2000:]
+    assert "no grader variables" in printed
+    assert not graded["accepted"], "a sandboxed kernel reached a server on the host"
+    assert not graded["course_changed"] and not graded["inbox_changed"]
+
+
+def test_student_ids_come_from_the_path_and_never_merge(tmp_path: Path, course: Path):
+    names = {"gaussian_kl", "toy"}
+    assert student_id(Path("alice/toy/toy.ipynb"), "submitted", names) == "alice"  # nbgrader
+    assert student_id(Path("alice/toy.ipynb"), "export", names) == "alice"  # LMS export
+    assert student_id(Path("toy.ipynb"), "alice", names) == "alice"  # a folder per student
+    assert student_id(Path("sec1/alice.ipynb"), "x", names) == "sec1/alice"
+    assert student_id(Path("sec1__alice.ipynb"), "x", names) == "sec1__alice"
+    chapter = read_chapter(course / "book" / "toy.md")
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        nbformat.write(submission(chapter, CORRECT), tmp_path / folder / "toy.ipynb")
+    found = find_submissions([tmp_path / "a", tmp_path / "b", tmp_path / "c"], [chapter])
+    assert sorted(s.student for s in found) == ["a", "b", "c"]
+    nbformat.write(submission(chapter, CORRECT), tmp_path / "a" / "copy.ipynb")
+    (tmp_path / "d").mkdir()
+    nbformat.write(submission(chapter, CORRECT), tmp_path / "d" / "a.ipynb")
+    with pytest.raises(ValueError, match=r"two submissions of toy for the student 'a'"):
+        find_submissions([tmp_path / "a", tmp_path / "d"], [chapter])
+
+
+@pytest.mark.parametrize("option, value", [("--cell-seconds", "0"), ("--notebook-seconds", "-5"),
+                                           ("--memory-mb", "0"), ("--jobs", "0")])
+def test_limits_must_be_positive(course: Path, option: str, value: str, capsys):
+    with pytest.raises(SystemExit):
+        main(["--root", str(course), "grade", str(course), "--out", str(course / "o"),
+              option, value])
+    assert option in capsys.readouterr().err
