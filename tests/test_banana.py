@@ -193,7 +193,10 @@ def test_bad_theta_is_rejected():
     with pytest.raises(TypeError, match="floating-point torch tensor"):
         model.log_joint(torch.zeros(5, 2, dtype=torch.long))
     with pytest.raises(TypeError, match="floating-point torch tensor"):
-        model.log_prior(np.zeros((5, 2)))
+        model.log_prior(np.zeros((5, 2), dtype=np.int64))
+    # array-likes are accepted (issue 15); NumPy's float64 is kept
+    torch.testing.assert_close(model.log_prior(np.zeros((5, 2))),
+                               model.log_prior(torch.zeros(5, 2, dtype=F64)), rtol=0, atol=0)
 
 
 def test_bad_data_arguments_and_grid_are_rejected():

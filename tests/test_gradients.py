@@ -184,6 +184,7 @@ def test_bad_arguments_are_reported():
     with pytest.raises(ValueError, match=r"eps must have shape \(S, 1\)"):
         per_sample_gradients(reparameterized_surrogate, log_joint, mean, log_std,
                              torch.randn(5, 2))
-    with pytest.raises(ValueError, match=r"expected \(5,\): one value per draw"):
+    with pytest.raises(ValueError, match=r"log_joint returned shape \(5, 1\) but log q\(z\) has "
+                       r"shape \(5,\); log_joint must return one value per draw"):
         per_sample_gradients(reparameterized_surrogate, lambda z: -0.5 * z.square(),
                              mean, log_std, eps)

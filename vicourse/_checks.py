@@ -73,8 +73,8 @@ def as_tensor(value: object, name: str, *, dtype: torch.dtype | None = None) -> 
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be a tensor (or an array-like of numbers), got "
                         f"{type(value).__name__} {value!r:.60}")
-    try:
-        tensor = torch.as_tensor(value)
+    try:  # with dtype: converted directly (a list of floats never passes through float32)
+        tensor = torch.as_tensor(value) if dtype is None else torch.as_tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError(f"{name} must be a tensor (or an array-like of numbers), got "
                         f"{type(value).__name__}: {error}") from None
@@ -133,3 +133,31 @@ def check_all_finite(tensor: Tensor, name: str) -> None:
 def probability_tolerance(dtype: torch.dtype, size: int) -> float:
     """How far from 1 a sum of ``size`` probabilities in ``dtype`` may be from rounding alone."""
     return max(size, 1) * torch.finfo(dtype).eps * 4
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int: TypeError unless an integer (not a bool), ValueError unless torch
+    accepts it (-2**63 <= seed < 2**64)."""
+    if isinstance(seed, bool):
+        raise TypeError(f"{name} must be an integer, e.g. 0, got {seed!r}")
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, e.g. 0, got {type(seed).__name__} "
+                        f"{seed!r:.40}") from None
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{name} must be an integer in [-2**63, 2**64), got {value}")
+    return value
+
+
+def check_generator(generator: object, name: str = "generator") -> None:
+    """TypeError unless ``generator`` is None or a torch.Generator."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}; e.g. torch.Generator().manual_seed(0)")
+
+
+class NonFiniteResultError(FloatingPointError, ValueError):
+    """A computation (a training run, an estimate) became NaN or infinite. It is a
+    FloatingPointError, as before, and a ValueError: the input (a learning rate, a model)
+    made it so, and callers that catch bad input catch it."""

@@ -16,6 +16,11 @@ def best_device(prefer: str | None = None) -> torch.device:
     variable ``VICOURSE_DEVICE``) forces one of ``"cpu"``, ``"cuda"`` or ``"mps"``;
     asking for a device that is not available raises ``RuntimeError``.
     """
+    if isinstance(prefer, torch.device):
+        prefer = str(prefer)
+    if prefer is not None and not isinstance(prefer, str):
+        raise TypeError(f"prefer must be a device name ('cpu', 'cuda', 'cuda:1', 'mps'), a "
+                        f"torch.device or None, got {type(prefer).__name__} {prefer!r}")
     choice = prefer if prefer is not None else os.environ.get("VICOURSE_DEVICE") or None
     if choice is not None:
         kind = choice.split(":")[0]

@@ -7,6 +7,7 @@ pixels for the batch. Nothing in the loop touches PIL images or per-image Python
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +16,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_positive_finite, positive_count
-from vicourse.data import binarize_threshold, minibatches
+from vicourse._checks import as_tensor, check_all_finite, check_positive_finite, positive_count
+from vicourse.data import _check_unit_interval, binarize_threshold, minibatches
 from vicourse.models.vae import VAE
 from vicourse.objectives.bounds import elbo, negative_elbo_loss
 
@@ -48,7 +49,7 @@ class History:
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000) -> float:
     """The ELBO averaged over the binary images ``x`` of shape ``(N, D)`` (nats per image)."""
-    batch_size = positive_count(batch_size, "batch_size")
+    x, batch_size = _check_evaluate_args(model, x, batch_size)
     was_training = model.training
     model.eval()
     total = sum(float(elbo(model, batch).sum()) for batch in x.split(batch_size))
@@ -74,8 +75,9 @@ def train_vae(
 
     train_images: (N, D) grey levels; test_x, train_eval_x: (M, D) binary, evaluated every epoch
     """
-    epochs, batch_size = _check_train_vae_args(
-        model, train_images, epochs, batch_size, lr, final_lr, binarize)
+    epochs, batch_size, train_images, test_x, train_eval_x = _check_train_vae_args(
+        model, train_images, test_x, train_eval_x, epochs, batch_size, lr, final_lr, binarize,
+        loss_fn)
     data = binarize_threshold(train_images) if binarize == "static" else train_images  # (N, D)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     # the learning rate decays geometrically from lr in the first epoch to final_lr in the last
@@ -83,7 +85,7 @@ def train_vae(
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
     history = History()
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
-    for _ in bar:
+    for epoch in bar:
         model.train()
         start, total = time.perf_counter(), torch.zeros(())
         for index in minibatches(len(data), batch_size, device=data.device):
@@ -98,6 +100,7 @@ def train_vae(
         schedule.step()
         history.seconds.append(time.perf_counter() - start)
         history.train_loss.append(float(total) / len(data))
+        _check_finite_loss(history.train_loss[-1], epoch, epochs, lr)
         if test_x is not None:
             history.test_elbo.append(evaluate_elbo(model, test_x))
         if train_eval_x is not None:
@@ -110,13 +113,17 @@ def train_vae(
 def _check_train_vae_args(
     model: VAE,
     train_images: Tensor,
+    test_x: Tensor | None,
+    train_eval_x: Tensor | None,
     epochs: int,
     batch_size: int,
     lr: float,
     final_lr: float | None,
     binarize: str,
-) -> tuple[int, int]:
-    """epochs and batch_size as ints, after checking the schedule, binarize and the images."""
+    loss_fn: Loss,
+) -> tuple[int, int, Tensor, Tensor | None, Tensor | None]:
+    """epochs and batch_size as ints and the images as tensors, after checking the schedule,
+    binarize, loss_fn, the grey levels of train_images and the binary evaluation images."""
     epochs = positive_count(epochs, "epochs")
     batch_size = positive_count(batch_size, "batch_size")
     check_positive_finite(lr, "lr")
@@ -124,9 +131,67 @@ def _check_train_vae_args(
         check_positive_finite(final_lr, "final_lr")
     if binarize not in BINARIZATIONS:
         raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
-    if train_images.ndim != 2 or train_images.shape[1] != model.data_dim:
-        raise ValueError(
-            f"train_images must have shape (N, {model.data_dim}), got "
-            f"{tuple(train_images.shape)}; flatten images with x.reshape(len(x), -1)"
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (model, batch) -> scalar loss, e.g. "
+                        f"negative_elbo_loss, got {loss_fn!r}")
+    train_images = _check_images(model, train_images, "train_images", binary=False)
+    if test_x is not None:
+        test_x = _check_images(model, test_x, "test_x", binary=True)
+    if train_eval_x is not None:
+        train_eval_x = _check_images(model, train_eval_x, "train_eval_x", binary=True)
+    return epochs, batch_size, train_images, test_x, train_eval_x
+
+
+def _check_evaluate_args(model: VAE, x: Tensor, batch_size: int) -> tuple[Tensor, int]:
+    """x as binary images of the model's dtype and batch_size as an int, after checking them."""
+    return _check_images(model, x, "x", binary=True), positive_count(batch_size, "batch_size")
+
+
+def _check_images(model: VAE, x: Tensor, name: str, binary: bool) -> Tensor:
+    """x as a tensor of the model's dtype (array-likes and booleans converted), after checking
+    its dtype, device and shape (N, D) with N >= 1, and that it holds finite grey levels in
+    [0, 1] (binary=False) or binary pixels (binary=True)."""
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "encode")):
+        raise TypeError(f"model must be a VAE (a module with encode and decode), got "
+                        f"{type(model).__name__}")
+    parameter = next(model.parameters())
+    x = as_tensor(x, name, dtype=None if isinstance(x, Tensor) else parameter.dtype)
+    if x.dtype == torch.bool:  # binary images, converted exactly
+        x = x.to(parameter.dtype)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype}; divide "
+                        f"uint8 pixels by 255: {name}.float() / 255")
+    if x.dtype != parameter.dtype or x.device != parameter.device:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} on {x.device} but the model's parameters are "
+            f"{parameter.dtype} on {parameter.device}; convert it with "
+            f"{name}.to({parameter.dtype}) (or the model with model.to({x.dtype}))"
         )
-    return epochs, batch_size
+    data_dim = getattr(model, "data_dim", x.shape[-1] if x.ndim else 0)
+    if x.ndim != 2 or x.shape[1] != data_dim:
+        raise ValueError(f"{name} must have shape (N, {data_dim}), got {tuple(x.shape)}; "
+                         "flatten images with x.reshape(len(x), -1)")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one image")
+    if not binary:
+        _check_unit_interval(x, name)
+        return x
+    check_all_finite(x, name)
+    if int(torch.count_nonzero(x * (1 - x))):  # zero exactly when every pixel is 0 or 1
+        bad = x[(x != 0) & (x != 1)][:3].tolist()
+        raise ValueError(
+            f"{name} must hold binary images (pixels 0 or 1), got values such as "
+            f"[{', '.join(f'{v:.3g}' for v in bad)}]; binarize grey levels first with "
+            "vicourse.data.binarize_dynamic (a Bernoulli draw) or binarize_threshold"
+        )
+    return x
+
+
+def _check_finite_loss(loss: float, epoch: int, epochs: int, lr: float) -> None:
+    """Raise FloatingPointError, naming lr, when an epoch's training loss is not finite."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the training loss became {loss} in epoch {epoch + 1} of {epochs}: the parameters "
+            f"diverged, most likely because lr={lr:g} is too large; lower lr (e.g. "
+            f"lr={lr / 10:g}) or train in float64"
+        )

@@ -23,18 +23,30 @@ banana. Everything below is computed in log space, from ``torch.distributions``:
 from __future__ import annotations
 
 import math
+import operator
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from vicourse._checks import check_positive_finite, is_finite_real, positive_count
+from vicourse._checks import (
+    as_tensor,
+    check_all_finite,
+    check_positive_finite,
+    check_shape,
+    positive_count,
+)
 
 TRUE_THETA = (0.5, math.sqrt(0.5))
 """The parameter that generates the book's data; theta_1 + theta_2^2 = 1."""
 DATA_SEED = 20_09
 """The seed of the book's data set (banana_data)."""
+MAX_GRID_SIZE = 5000
+"""The largest grid_size of posterior_grid: N^2 float64 values, a few copies (about 1 GB)."""
+EDGE_TOLERANCE = 1e-6
+"""posterior_grid warns when the density on the grid's edge exceeds this fraction of its peak."""
 
 
 def banana_data(
@@ -48,11 +60,7 @@ def banana_data(
     With the defaults this is the book's data set: n = 100 draws with theta_1 + theta_2^2 = 1,
     from a fixed seed, identical for every reader.
     """
-    n = positive_count(n, "n")
-    check_positive_finite(sigma_y, "sigma_y")
-    if len(theta) != 2 or not all(is_finite_real(v) for v in theta):
-        raise ValueError(f"theta must be two finite numbers (theta_1, theta_2), got {theta!r}")
-    generator = torch.Generator().manual_seed(seed)
+    n, theta, generator = _check_banana_data_args(n, theta, sigma_y, seed)
     noise = torch.randn(n, generator=generator, dtype=torch.float64)
     return theta[0] + theta[1] ** 2 + sigma_y * noise
 
@@ -81,10 +89,26 @@ class PosteriorGrid:
         """The posterior density on the grid, shape ``(N, N)``."""
         return self.log_density.exp()
 
+    def _check_values(self, values: Tensor) -> Tensor:
+        values = as_tensor(values, "values", dtype=None if isinstance(values, Tensor)
+                           else self.log_density.dtype)
+        n = len(self.theta1)
+        check_shape(values, "values", f"({n}, {n}, ...) (f on the grid)",
+                    values.shape[:2] == (n, n))
+        if values.dtype != self.log_density.dtype or values.device != self.log_density.device:
+            raise TypeError(
+                f"values has dtype {values.dtype} on {values.device} but the grid is "
+                f"{self.log_density.dtype} on {self.log_density.device}; convert it with "
+                f"values.to({self.log_density.dtype})"
+            )
+        check_all_finite(values, "values")
+        return values
+
     def expectation(self, values: Tensor) -> Tensor:
         """E_{p(theta | y)}[f(theta)] for values = f on the grid, of shape (N, N, ...);
         returns shape (...).
         """
+        values = self._check_values(values)
         weights = (self.log_weights + self.log_density).exp()
         return torch.einsum("ij,ij...->...", weights, values)
 
@@ -107,7 +131,7 @@ class Banana:
     ) -> None:
         check_positive_finite(sigma_y, "sigma_y")
         check_positive_finite(sigma_theta, "sigma_theta")
-        y = banana_data() if y is None else torch.as_tensor(y)
+        y = banana_data() if y is None else _observations(y)
         if not y.is_floating_point() or y.ndim != 1 or len(y) == 0:
             raise ValueError(
                 "y must be a non-empty 1-D floating-point tensor of observations, got "
@@ -140,7 +164,12 @@ class Banana:
 
     @staticmethod
     def _check_theta(theta: Tensor) -> Tensor:
-        if not isinstance(theta, Tensor) or not theta.is_floating_point():
+        if not isinstance(theta, Tensor):  # lists: the default dtype; NumPy keeps its float64
+            try:
+                theta = torch.as_tensor(theta)
+            except (TypeError, ValueError, RuntimeError):
+                theta = as_tensor(theta, "theta")  # raises a TypeError that names theta
+        if not theta.is_floating_point():
             raise TypeError(
                 "theta must be a floating-point torch tensor of shape (..., 2), got "
                 f"{type(theta).__name__}"
@@ -182,10 +211,7 @@ class Banana:
         with weights w_i = h inside and h/2 at the two ends, spacing
         h = 2 bound / (grid_size - 1), in float64.
         """
-        grid_size = positive_count(grid_size, "grid_size")
-        check_positive_finite(bound, "bound")
-        if grid_size < 3:
-            raise ValueError(f"grid_size must be at least 3, got {grid_size}")
+        grid_size = _check_grid_args(grid_size, bound)
         axis = torch.linspace(-bound, bound, grid_size, dtype=torch.float64)
         log_w = torch.full((grid_size,), math.log(axis[1].item() - axis[0].item()),
                            dtype=torch.float64)
@@ -194,6 +220,7 @@ class Banana:
         theta = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1)
         log_joint = self.log_joint(theta)
         log_normalizer = torch.logsumexp((log_weights + log_joint).flatten(), 0).item()
+        _check_grid_mass(log_joint, log_normalizer, bound)
         return PosteriorGrid(axis, axis.clone(), log_joint - log_normalizer, log_weights,
                              log_normalizer)
 
@@ -224,6 +251,7 @@ class Banana:
 
         Batched like theta2.
         """
+        theta2 = _check_theta2(theta2)
         s2 = self._mean_scale**2
         tau2 = 1.0 / (1.0 / self.sigma_theta**2 + 1.0 / s2)
         return Normal(tau2 * (self.y_mean - theta2.square()) / s2, math.sqrt(tau2))
@@ -237,6 +265,7 @@ class Banana:
         log_likelihood. Its integral over theta_2 is Z: a one-dimensional check of the
         two-dimensional quadrature. Elementwise in theta2.
         """
+        theta2 = _check_theta2(theta2)
         v = self.sigma_theta**2 + self._mean_scale**2
         y_mean = torch.tensor(self.y_mean, dtype=theta2.dtype, device=theta2.device)
         return (self._prior.log_prob(theta2)
@@ -249,7 +278,7 @@ class Banana:
 
         -> (num_samples, 2), float64
         """
-        num_samples = positive_count(num_samples, "num_samples")
+        num_samples = _check_sample_posterior_args(num_samples, generator)
         v = self.sigma_theta**2 + self._mean_scale**2
         accepted: list[Tensor] = []
         total, proposed = 0, 0
@@ -268,6 +297,98 @@ class Banana:
         noise = torch.randn(theta2.shape, generator=generator, dtype=theta2.dtype)
         theta1 = conditional.loc + conditional.scale * noise  # (num_samples,)
         return torch.stack([theta1, theta2], dim=-1)
+
+
+def _check_banana_data_args(
+    n: int, theta: tuple[float, float], sigma_y: float, seed: int
+) -> tuple[int, tuple[float, float], torch.Generator]:
+    """n as an int, theta as two floats and a generator seeded with seed, after checking them."""
+    n = positive_count(n, "n")
+    check_positive_finite(sigma_y, "sigma_y")
+    try:
+        pair = tuple(as_tensor(theta, "theta", dtype=torch.float64).tolist())
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(math.isfinite(v) for v in pair):
+        raise ValueError(f"theta must be two finite numbers (theta_1, theta_2), got {theta!r}")
+    if not isinstance(theta, (tuple, list)):  # NumPy, torch: as Python floats
+        theta = pair
+    if isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an integer, e.g. {DATA_SEED} (the book's), got "
+                        f"{seed!r}") from None
+    try:
+        generator = torch.Generator().manual_seed(seed)
+    except (RuntimeError, ValueError, OverflowError):
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed}") from None
+    return n, theta, generator
+
+
+def _observations(y: object) -> Tensor:
+    """y as a tensor; lists and arrays become float64 (the dtype the model computes in)."""
+    if isinstance(y, Tensor):
+        return y
+    y = as_tensor(y, "y")
+    return y.to(torch.float64) if y.dtype != torch.bool else y
+
+
+def _check_theta2(theta2: Tensor) -> Tensor:
+    """theta2 as a finite floating-point tensor (numbers, lists and arrays become float64)."""
+    theta2 = as_tensor(theta2, "theta2", dtype=None if isinstance(theta2, Tensor)
+                       else torch.float64)
+    if not theta2.is_floating_point():
+        raise TypeError(f"theta2 must be a floating-point tensor, got dtype {theta2.dtype}; "
+                        "convert it with theta2.double()")
+    check_all_finite(theta2, "theta2")
+    return theta2
+
+
+def _check_grid_args(grid_size: int, bound: float) -> int:
+    """grid_size as an int in [3, MAX_GRID_SIZE], after checking bound > 0 is finite."""
+    grid_size = positive_count(grid_size, "grid_size")
+    check_positive_finite(bound, "bound")
+    if grid_size < 3:
+        raise ValueError(f"grid_size must be at least 3, got {grid_size}")
+    if grid_size > MAX_GRID_SIZE:
+        raise ValueError(
+            f"grid_size must be at most {MAX_GRID_SIZE}, got {grid_size}: the grid holds "
+            f"grid_size^2 float64 values, several times; 400 already gives log Z to 1e-10"
+        )
+    return grid_size
+
+
+def _check_grid_mass(log_joint: Tensor, log_normalizer: float, bound: float) -> None:
+    """ValueError if the grid holds no posterior mass; UserWarning if the density on the grid's
+    edge is not negligible next to its peak (then mass lies outside the grid)."""
+    if not math.isfinite(log_normalizer):
+        raise ValueError(
+            f"the grid over [-{bound:g}, {bound:g}]^2 holds no posterior mass (log Z = "
+            f"{log_normalizer}): bound is too large for the grid's points to land on the "
+            "posterior, or the joint density underflows; use bound of a few posterior widths "
+            "(the default 6.0)"
+        )
+    edge = torch.cat([log_joint[0], log_joint[-1], log_joint[:, 0], log_joint[:, -1]])
+    ratio = math.exp(edge.max().item() - log_joint.max().item())
+    if ratio > EDGE_TOLERANCE:
+        warnings.warn(
+            f"the posterior density on the edge of the grid over [-{bound:g}, {bound:g}]^2 is "
+            f"{ratio:.2g} times its peak (more than {EDGE_TOLERANCE:g}): the posterior has mass "
+            f"outside the grid, so log Z = {log_normalizer:.6g}, the density and the moments "
+            "are off; pass a larger bound",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_sample_posterior_args(num_samples: int, generator: object) -> int:
+    """num_samples as an int, after checking it and that generator is a torch.Generator."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}; e.g. torch.Generator().manual_seed(0)")
+    return positive_count(num_samples, "num_samples")
 
 
 def _check_rejection_progress(total: int, proposed: int, num_samples: int, y_mean: float) -> None:

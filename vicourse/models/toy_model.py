@@ -26,18 +26,56 @@ import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal, Normal
 
-from vicourse._checks import check_positive_finite, is_finite_real, positive_count
+from vicourse._checks import (
+    as_tensor,
+    check_all_finite,
+    check_positive_finite,
+    is_finite_real,
+    positive_count,
+)
 
 
-def _floating(value: Tensor, name: str) -> Tensor:
-    """value as a tensor, which must have a floating-point dtype (integers would truncate s)."""
-    value = torch.as_tensor(value)
+def _floating(value: Tensor, name: str, like: Tensor | None = None) -> Tensor:
+    """value as a finite floating-point tensor (integers would truncate s); a number, list or
+    array becomes a tensor of like's dtype and device (else torch.as_tensor's dtype)."""
+    if not isinstance(value, Tensor):
+        options = {} if like is None else {"dtype": like.dtype, "device": like.device}
+        try:
+            value = torch.as_tensor(value, **options)
+        except (TypeError, ValueError, RuntimeError):
+            value = as_tensor(value, name)  # raises a TypeError that names the argument
     if not value.is_floating_point():
         raise TypeError(
             f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
             f"convert it with {name}.double() or {name}.float()"
         )
+    check_all_finite(value, name)
     return value
+
+
+def _check_broadcast(x: Tensor, z_shape: torch.Size, z: Tensor, what: str) -> None:
+    """ValueError unless x broadcasts with z_shape; TypeError if x and z are on two devices."""
+    if x.device != z.device:
+        raise TypeError(f"x is on {x.device} but z is on {z.device}; move one, e.g. "
+                        "x.to(z.device)")
+    try:
+        torch.broadcast_shapes(x.shape, z_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"x and z must broadcast ({what}), got x of shape {tuple(x.shape)} and z of shape "
+            f"{tuple(z.shape)}"
+        ) from None
+
+
+def _finite_number(value: object, name: str) -> float:
+    """value as a float, after checking it is a finite number (not a bool or a string)."""
+    try:
+        number = None if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        number = None
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -61,6 +99,8 @@ class ConjugateGaussian:
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log N(x; z, s^2), elementwise (x and z broadcast)."""
         z = _floating(z, "z")
+        x = _floating(x, "x", like=z)
+        _check_broadcast(x, z.shape, z, "elementwise")
         return Normal(z, torch.full_like(z, self.noise_std)).log_prob(x)
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
@@ -75,6 +115,7 @@ class ConjugateGaussian:
 
     def posterior(self, x: Tensor) -> Normal:
         """The exact posterior p(z | x) = N(x / (1 + s^2), s^2 / (1 + s^2)), batched like x."""
+        x = _floating(x, "x")
         s2 = self.noise_std**2
         mean = x / (1.0 + s2)
         std = torch.full_like(mean, math.sqrt(s2 / (1.0 + s2)))
@@ -85,8 +126,7 @@ class ConjugateGaussian:
 
         x, q_mean, q_std: broadcasting tensors -> their broadcast shape
         """
-        if bool((torch.as_tensor(q_std) <= 0).any()):
-            raise ValueError("q_std must be positive everywhere (it is a standard deviation)")
+        x, q_mean, q_std = _check_elbo_args(x, q_mean, q_std)
         s2 = self.noise_std**2
         v = torch.as_tensor(q_std) ** 2  # the variance of q
         expected_loglik = -0.5 * math.log(2 * math.pi * s2) - ((x - q_mean) ** 2 + v) / (2 * s2)
@@ -152,6 +192,11 @@ class LinearGaussian:
             )
         return z
 
+    def _check_x(self, x: Tensor, z: Tensor) -> Tensor:
+        x = _floating(x, "x", like=z)
+        _check_broadcast(x, z.shape[:-1], z, "x with the batch shape (...) of z (..., K)")
+        return x
+
     def log_prior(self, z: Tensor) -> Tensor:
         """log N(z; 0, I_K) for z of shape (..., K); returns shape (...)."""
         z = self._check_z(z)
@@ -160,6 +205,7 @@ class LinearGaussian:
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log N(x; w^T z, s^2) for z of shape (..., K) and x broadcasting with (...)."""
         z = self._check_z(z)
+        x = self._check_x(x, z)
         loc = z @ self._w(z)
         return Normal(loc, torch.full_like(loc, self.noise_std)).log_prob(x)
 
@@ -193,11 +239,44 @@ class AffineGaussianEncoder(torch.nn.Module):
     def __init__(self, slope: float = 0.0, intercept: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
         check_positive_finite(std, "std")
+        slope, intercept = _finite_number(slope, "slope"), _finite_number(intercept, "intercept")
         self.slope = torch.nn.Parameter(torch.tensor(float(slope)))
         self.intercept = torch.nn.Parameter(torch.tensor(float(intercept)))
         self.log_std = torch.nn.Parameter(torch.tensor(math.log(std)))
 
     def forward(self, x: Tensor) -> Normal:
         """q(z | x) as a Normal; x: (n,) -> batch shape (n,)."""
+        x = _check_encoder_input(x, self.slope)
         mean = self.slope * x + self.intercept
         return Normal(mean, self.log_std.exp().expand_as(mean))
+
+
+def _check_elbo_args(x: object, q_mean: object, q_std: object) -> tuple[object, object, object]:
+    """x, q_mean, q_std with lists and arrays made tensors (numbers and tensors are left as they
+    are), after checking they are finite, broadcast together, and q_std > 0."""
+    like = next((v for v in (x, q_mean, q_std) if isinstance(v, Tensor)), None)
+    given = {"x": x, "q_mean": q_mean, "q_std": q_std}
+    kept = {name: value if isinstance(value, Tensor) or is_finite_real(value)
+            else _floating(value, name, like=like) for name, value in given.items()}
+    tensors = {name: _floating(value, name, like=like) for name, value in kept.items()}
+    if bool((tensors["q_std"] <= 0).any()):
+        raise ValueError("q_std must be positive everywhere (it is a standard deviation)")
+    devices = {str(t.device) for t in tensors.values()}
+    if len(devices) > 1:
+        raise TypeError(f"x, q_mean and q_std are on several devices ({sorted(devices)}); move "
+                        "them to one")
+    try:
+        torch.broadcast_shapes(*(t.shape for t in tensors.values()))
+    except RuntimeError:
+        shapes = ", ".join(f"{n} of shape {tuple(t.shape)}" for n, t in tensors.items())
+        raise ValueError(f"x, q_mean and q_std must broadcast together, got {shapes}") from None
+    return kept["x"], kept["q_mean"], kept["q_std"]
+
+
+def _check_encoder_input(x: Tensor, slope: Tensor) -> Tensor:
+    """x as a finite floating-point tensor (lists in the encoder's dtype) on slope's device."""
+    x = _floating(x, "x", like=slope)
+    if x.device != slope.device:
+        raise TypeError(f"x is on {x.device} but the encoder is on {slope.device}; move it "
+                        f"with x.to({str(slope.device)!r})")
+    return x

@@ -23,7 +23,7 @@ def elbo_samples(
 
     log_joint: (S, *q.batch_shape, *q.event_shape) -> (S, *q.batch_shape), as is the result
     """
-    num_samples = _check_elbo_args(q, num_samples)
+    num_samples = _check_elbo_args(log_joint, q, num_samples)
     z = q.rsample((num_samples,))  # (S, *q.batch_shape, *q.event_shape), differentiable
     log_p = log_joint(z)  # (S, *q.batch_shape)
     log_q = q.log_prob(z)  # (S, *q.batch_shape)
@@ -37,12 +37,19 @@ def elbo_estimate(
     return elbo_samples(log_joint, q, num_samples).mean(0)
 
 
-def _check_elbo_args(q: Distribution, num_samples: int) -> int:
-    """num_samples as an int, after checking that q has a reparameterized sampler."""
+def _check_elbo_args(log_joint: LogDensity, q: Distribution, num_samples: int) -> int:
+    """num_samples as an int, after checking that log_joint is callable and q a distribution
+    with a reparameterized sampler."""
     num_samples = positive_count(num_samples, "num_samples")
+    if not callable(log_joint):
+        raise TypeError(f"log_joint must be a function of z (a log density), got "
+                        f"{type(log_joint).__name__}")
+    if not isinstance(q, Distribution):
+        raise TypeError(f"q must be a torch.distributions.Distribution such as Normal, got "
+                        f"{type(q).__name__}")
     if not q.has_rsample:
         raise TypeError(
-            f"{type(q).__name__} has no reparameterized sampler (rsample); "
+            f"q: {type(q).__name__} has no reparameterized sampler (rsample); "
             "use a reparameterizable q such as torch.distributions.Normal"
         )
     return num_samples

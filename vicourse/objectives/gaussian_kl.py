@@ -18,14 +18,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vicourse._checks import as_tensor, check_all_finite, check_float, check_same_dtype_and_device
+
 
 def kl_diag_gaussians(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
     """KL(q || p) between diagonal Gaussians given by means and log-variances.
 
     mu_q, logvar_q, mu_p, logvar_p: (..., K), broadcasting -> (...)
     """
-    _check_broadcast(
-        "kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p
+    mu_q, logvar_q, mu_p, logvar_p = _check_broadcast(
+        "kl_diag_gaussians", finite=True, mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p
     )
     d = logvar_q - logvar_p  # (..., K)
     per_dim = torch.expm1(d) - d + (mu_q - mu_p).square() * torch.exp(-logvar_p)  # (..., K)
@@ -37,7 +39,7 @@ def kl_diag_gaussian_std_normal(mu: Tensor, logvar: Tensor) -> Tensor:
 
     mu, logvar: (..., K) -> (...)
     """
-    _check_broadcast("kl_diag_gaussian_std_normal", mu=mu, logvar=logvar)
+    mu, logvar = _check_broadcast("kl_diag_gaussian_std_normal", mu=mu, logvar=logvar)
     return 0.5 * (mu.square() + torch.expm1(logvar) - logvar).sum(-1)  # (...)
 
 
@@ -46,7 +48,7 @@ def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) 
 
     mu_q, mu_p: (..., K); cov_q, cov_p: (..., K, K), symmetric positive definite -> (...)
     """
-    _check_full_gaussian_args(mu_q, cov_q, mu_p, cov_p)
+    mu_q, cov_q, mu_p, cov_p = _check_full_gaussian_args(mu_q, cov_q, mu_p, cov_p)
     chol_q = _cholesky(cov_q, "cov_q")  # (..., K, K), lower triangular: cov_q = L_q L_q^T
     chol_p = _cholesky(cov_p, "cov_p")
     batch = _broadcast_batch(
@@ -63,8 +65,17 @@ def kl_full_gaussians(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) 
     return 0.5 * (trace + mahalanobis - k + logdet_p - logdet_q)
 
 
-def _check_full_gaussian_args(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor) -> None:
-    """Raise ValueError unless the means are (..., K) and the covariances (..., K, K), one K."""
+def _check_full_gaussian_args(
+    mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The arguments as tensors, after checking that they are finite floating-point tensors of
+    one dtype and device, the means (..., K) and the covariances (..., K, K), one K."""
+    named = {"mu_q": mu_q, "cov_q": cov_q, "mu_p": mu_p, "cov_p": cov_p}
+    named = {name: as_tensor(value, name) for name, value in named.items()}
+    for name, value in named.items():
+        check_float(value, name)
+    check_same_dtype_and_device(**named)
+    mu_q, cov_q, mu_p, cov_p = named.values()
     for name, mu, cov in (("q", mu_q, cov_q), ("p", mu_p, cov_p)):
         if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
             raise ValueError(
@@ -80,6 +91,14 @@ def _check_full_gaussian_args(mu_q: Tensor, cov_q: Tensor, mu_p: Tensor, cov_p: 
         raise ValueError(
             f"q and p must have the same dimension K, got {mu_q.shape[-1]} and {mu_p.shape[-1]}"
         )
+    for name, value in named.items():
+        try:
+            check_all_finite(value, name)
+        except ValueError as error:
+            if name.startswith("cov"):  # the wording the Cholesky factorization's error uses
+                raise ValueError(f"{name} is not symmetric positive definite: {error}") from None
+            raise
+    return mu_q, cov_q, mu_p, cov_p
 
 
 def _cholesky(cov: Tensor, name: str) -> Tensor:
@@ -117,7 +136,12 @@ def _broadcast_batch(**batch_shapes: torch.Size) -> torch.Size:
         ) from err
 
 
-def _check_broadcast(func: str, **tensors: Tensor) -> None:
+def _check_broadcast(func: str, *, finite: bool = False, **tensors: Tensor) -> tuple[Tensor, ...]:
+    """The arguments as tensors of one dtype and device with a last dimension K, after
+    checking that their shapes broadcast (and, if ``finite``, that they hold no NaN or inf:
+    the VAE's KL term lets NaN from a diverged encoder through, for the training loop)."""
+    tensors = {name: as_tensor(value, name) for name, value in tensors.items()}
+    check_same_dtype_and_device(**tensors)
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     if any(len(s) == 0 for s in shapes.values()):
         raise ValueError(f"{func}: every argument needs a last (event) dimension K, got {shapes}")
@@ -127,3 +151,7 @@ def _check_broadcast(func: str, **tensors: Tensor) -> None:
         raise ValueError(
             f"{func}: shapes {shapes} do not broadcast together; give every argument shape (..., K)"
         ) from err
+    if finite:
+        for name, value in tensors.items():
+            check_all_finite(value, name)
+    return tuple(tensors.values())

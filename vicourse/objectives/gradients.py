@@ -32,8 +32,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from vicourse._checks import as_tensor, check_all_finite, check_float, check_same_dtype_and_device
 from vicourse.families.gaussian import gaussian_log_density, sticking_the_landing_log_density
-from vicourse.objectives.weights import LogDensity
+from vicourse.objectives.weights import LogDensity, log_weights
 
 __all__ = ["gaussian_log_density"]  # the family's log density, re-exported for the chapter
 
@@ -47,8 +48,9 @@ def reparameterized_surrogate(
 
     log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
+    mean, log_std, eps = _check_surrogate_args(mean, log_std, eps)
     z = mean + torch.exp(log_std) * eps  # (S, D)
-    return log_joint(z) - gaussian_log_density(z, mean, log_std)  # (S,)
+    return log_weights(log_joint(z), gaussian_log_density(z, mean, log_std))  # (S,)
 
 
 def sticking_the_landing_surrogate(
@@ -58,8 +60,9 @@ def sticking_the_landing_surrogate(
 
     log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
+    mean, log_std, eps = _check_surrogate_args(mean, log_std, eps)
     z = mean + torch.exp(log_std) * eps  # (S, D), still reparameterized
-    return log_joint(z) - sticking_the_landing_log_density(z, mean, log_std)  # (S,)
+    return log_weights(log_joint(z), sticking_the_landing_log_density(z, mean, log_std))  # (S,)
 
 
 def score_function_surrogate(
@@ -69,9 +72,10 @@ def score_function_surrogate(
 
     log_joint: (S, D) -> (S,); mean, log_std: (D,) or (S, D); eps: (S, D) -> (S,)
     """
+    mean, log_std, eps = _check_surrogate_args(mean, log_std, eps)
     z = (mean + torch.exp(log_std) * eps).detach()  # (S, D)
     log_q = gaussian_log_density(z, mean, log_std)  # (S,)
-    weight = (log_joint(z) - log_q).detach()  # (S,)
+    weight = log_weights(log_joint(z), log_q).detach()  # (S,)
     return weight * log_q  # (S,); its value is not the ELBO
 
 
@@ -83,6 +87,7 @@ def score_term_surrogate(
     log_joint is not used (the argument is there so that every surrogate has the same
     signature).
     """
+    mean, log_std, eps = _check_surrogate_args(mean, log_std, eps)
     z = (mean + torch.exp(log_std) * eps).detach()
     return -gaussian_log_density(z, mean, log_std)
 
@@ -102,7 +107,7 @@ def per_sample_gradients(
     log_joint: (S, D) -> (S,); mean, log_std: (D,); eps: (S, D)
     -> (S, 2, D): [:, 0] with respect to mean, [:, 1] with respect to log_std
     """
-    _check_parameters(mean, log_std, eps)
+    _check_parameters(surrogate, log_joint, mean, log_std, eps)
     num_draws = eps.shape[0]
     # One copy of the parameters per draw: d(sum of surrogates) / d(copy s) is draw s's gradient.
     mean_copies = mean.detach().expand(num_draws, -1).clone().requires_grad_(True)  # (S, D)
@@ -126,7 +131,40 @@ def _check_surrogate_values(values: Tensor, num_draws: int) -> None:
         )
 
 
-def _check_parameters(mean: Tensor, log_std: Tensor, eps: Tensor) -> None:
+def _check_surrogate_args(mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, ...]:
+    """mean, log_std and eps as floating-point tensors of one dtype and device (numbers and
+    lists are converted to eps's dtype), after checking that eps is (S, D) and that mean and
+    log_std broadcast against it without enlarging it."""
+    eps = as_tensor(eps, "eps")
+    check_float(eps, "eps")
+    named = {"mean": as_tensor(mean, "mean", dtype=eps.dtype),
+             "log_std": as_tensor(log_std, "log_std", dtype=eps.dtype), "eps": eps}
+    for name, value in named.items():
+        check_float(value, name)
+    check_same_dtype_and_device(**named)
+    if eps.ndim != 2:
+        raise ValueError(f"eps must have shape (S, D) (S draws of the D latent coordinates), "
+                         f"got {tuple(eps.shape)}; for a scalar latent use shape (S, 1)")
+    for name in ("mean", "log_std"):
+        try:
+            fits = torch.broadcast_shapes(named[name].shape, eps.shape) == eps.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{name} must have shape (D,) or (S, D) = {tuple(eps.shape)}, "
+                             f"matching eps, got {tuple(named[name].shape)}")
+    return named["mean"], named["log_std"], eps
+
+
+def _check_parameters(
+    surrogate: Surrogate, log_joint: LogDensity, mean: Tensor, log_std: Tensor, eps: Tensor
+) -> None:
+    if not callable(surrogate):
+        raise TypeError(f"surrogate must be a function such as reparameterized_surrogate (see "
+                        f"ESTIMATORS), got {type(surrogate).__name__}")
+    if not callable(log_joint):
+        raise TypeError(f"log_joint must be a function of z, (S, D) -> (S,), got "
+                        f"{type(log_joint).__name__}")
     for name, value in (("mean", mean), ("log_std", log_std), ("eps", eps)):
         if not (isinstance(value, Tensor) and value.is_floating_point()):
             raise TypeError(
@@ -144,3 +182,8 @@ def _check_parameters(mean: Tensor, log_std: Tensor, eps: Tensor) -> None:
             f"eps must have shape (S, {mean.shape[0]}) (S draws of the {mean.shape[0]} latent "
             f"coordinates), got {tuple(eps.shape)}"
         )
+    if len(eps) == 0:
+        raise ValueError("eps is empty (shape (0, D)); pass at least one draw, shape (S, D)")
+    check_same_dtype_and_device(mean=mean, log_std=log_std, eps=eps)
+    for name, value in (("mean", mean), ("log_std", log_std), ("eps", eps)):
+        check_all_finite(value, name)
