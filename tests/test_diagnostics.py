@@ -111,8 +111,39 @@ def test_ess_is_positive_and_capped(seed, num_draws, num_chains, phi):
     assert 0 < ess <= total * np.log10(total) + 1e-9
 
 
-def test_constant_chains():
-    assert effective_sample_size(torch.ones(10, 2, dtype=F64)).item() == 20
+def test_constant_chains_are_not_perfect_mixing():
+    # All draws equal (chains that never moved, from one start): undefined, not N*C.
+    with pytest.warns(UserWarning, match="all draws are equal"):
+        assert torch.isnan(effective_sample_size(torch.ones(10, 2, dtype=F64)))
+    with pytest.warns(UserWarning, match="all draws are equal"):
+        assert torch.isnan(split_rhat(torch.ones(10, 2, dtype=F64)))
+
+
+def test_chains_stuck_at_different_values_agree_with_arviz():
+    az = pytest.importorskip("arviz")
+    stuck = torch.arange(4.0, dtype=F64).expand(100, 4)  # (N, C): chain c stays at c
+    for method, rank in (("mean", False), ("bulk", True)):
+        with pytest.warns(UserWarning, match="every chain is constant"):
+            got = effective_sample_size(stuck, rank_normalize_draws=rank).item()
+        assert got == pytest.approx(float(az.ess(stuck.T.numpy(), method=method)), rel=1e-10)
+        assert got < 10  # about one draw per chain, not N * C = 400
+    assert torch.isinf(split_rhat(stuck))
+
+
+def test_integer_and_array_like_draws_are_converted():
+    draws = ar1(0.5, 50, 3)
+    assert effective_sample_size(draws.numpy()) == effective_sample_size(draws)
+    assert effective_sample_size(draws.tolist()) == effective_sample_size(draws)
+    counts = (10 * draws).round()
+    assert effective_sample_size(counts.long()) == effective_sample_size(counts)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_diagnostics_are_scale_free_at_the_ends_of_the_float_range(scale):
+    draws = ar1(0.5, 50, 3)
+    assert effective_sample_size(scale * draws).item() == pytest.approx(
+        effective_sample_size(draws).item(), rel=1e-12)
+    assert split_rhat(scale * draws).item() == pytest.approx(split_rhat(draws).item(), rel=1e-12)
 
 
 @pytest.mark.parametrize("phi, num_draws, num_chains", [
@@ -132,15 +163,15 @@ def test_agrees_with_arviz(phi, num_draws, num_chains):
             assert got == pytest.approx(float(expected), rel=1e-10), method
 
 
-@pytest.mark.parametrize("draws, match", [
-    (torch.zeros(10), "shape \\(num_draws, num_chains, ...\\)"),
-    (np.zeros((10, 2)), "floating-point tensor"),
-    (torch.zeros(10, 2, dtype=torch.int64), "floating-point tensor"),
-    (torch.zeros(5, 2, dtype=F64), "at least 8 draws"),
-    (torch.tensor([[0.0], [float("nan")]] * 5, dtype=F64), "NaN or infinite"),
+@pytest.mark.parametrize("draws, error, match", [
+    (torch.zeros(10), ValueError, "shape \\(num_draws, num_chains, ...\\)"),
+    (torch.zeros(10, 0), ValueError, "draws is empty"),
+    ("draws", TypeError, "draws must be a tensor"),
+    (torch.zeros(5, 2, dtype=F64), ValueError, "at least 8 draws"),
+    (torch.tensor([[0.0], [float("nan")]] * 5, dtype=F64), ValueError, "NaN or infinite"),
 ])
-def test_bad_draws_for_ess(draws, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_draws_for_ess(draws, error, match):
+    with pytest.raises(error, match=match):
         effective_sample_size(draws)
 
 

@@ -276,7 +276,7 @@ def test_wrong_input_shapes_are_rejected():
         with pytest.raises(ValueError, match=r"expects z of shape \(\.\.\., 2\)"):
             flow(torch.zeros(5, 3))
         if name in INVERTIBLE:
-            with pytest.raises(ValueError, match=r"expects z of shape \(\.\.\., 2\)"):
+            with pytest.raises(ValueError, match=r"expects x of shape \(\.\.\., 2\)"):
                 flow.inverse(torch.zeros(5, 3))
 
 

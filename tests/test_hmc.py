@@ -213,15 +213,23 @@ def test_nan_log_density_raises_a_clear_error():
             state, _, _ = hmc_step(broken, state, 0.5, 3)
 
 
-@pytest.mark.parametrize("initial, match", [
-    (torch.zeros(3), "shape \\(chains, D\\)"),
-    (torch.zeros(3, 2, dtype=torch.int64), "floating-point"),
-    ([[0.0, 0.0]], "floating-point"),
-    (torch.tensor([[0.0, 0.0], [float("nan"), 0.0]], dtype=F64), "not finite at the initial"),
+@pytest.mark.parametrize("initial, error, match", [
+    (torch.zeros(3), ValueError, "shape \\(chains, D\\)"),
+    (torch.zeros(0, 2), ValueError, "shape \\(chains, D\\)"),
+    (torch.zeros(3, 2, dtype=torch.int64), TypeError, "floating-point"),
+    ("theta", TypeError, "initial must be a tensor"),
+    (torch.tensor([[0.0, 0.0], [float("nan"), 0.0]], dtype=F64), ValueError,
+     "not finite at the initial"),
 ])
-def test_bad_initial_positions(initial, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_initial_positions(initial, error, match):
+    with pytest.raises(error, match=match):
         sample_hmc(quartic, initial, 10, 0.1, 2, progress=False)
+
+
+def test_initial_positions_as_a_list():
+    a = sample_hmc(quartic, [[0.0, 0.5]], 5, 0.1, 2, progress=False)
+    b = sample_hmc(quartic, torch.tensor([[0.0, 0.5]]), 5, 0.1, 2, progress=False)
+    assert torch.equal(a.draws, b.draws)
 
 
 def test_initial_position_outside_the_support():

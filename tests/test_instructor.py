@@ -117,7 +117,7 @@ def graded(request, tmp_path_factory):
         "mistaken": fill_in(student, answers(chapter, mistaken=True)),
     }.items():
         nbformat.write(notebook, folder / "in" / f"{name}.ipynb")
-    results = grade([folder / "in"], folder / "out", [chapter.path], exercises_only=True)
+    results = grade([folder / "in"], folder / "out", [chapter.path], exercises_only=True, jobs=2)
     by_student = {name: [r for r in results if r.student == name]
                   for name in ("unchanged", "reference", "mistaken")}
     executed = {name: nbformat.read(folder / "out" / "notebooks" / f"{name}.ipynb", 4)

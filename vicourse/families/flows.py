@@ -14,6 +14,12 @@ Every layer here maps ``z`` of shape ``(..., D)`` to ``(x, log_det)``, with ``x`
 once. :class:`FlowSequence` chains layers and adds their log-determinants; :func:`flow_elbo`
 and :func:`train_flow` fit a flow to an unnormalized target by maximizing the Monte Carlo
 ELBO (:func:`flow_elbo_samples`).
+
+The layers and the ELBO run inside training loops, so they check shapes, dtypes and devices
+(cheap) but not values: NaN in z or in log_joint's values propagates to exactly the rows it
+comes from. :func:`train_flow` and :func:`evaluate_flow_elbo` check that the ELBO is finite
+and raise :class:`~vicourse._checks.NonFiniteResultError` (a FloatingPointError and a
+ValueError) if it is not.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from torch.distributions import Normal
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from vicourse._checks import check_positive_finite, positive_count
+from vicourse._checks import (
+    NonFiniteResultError,
+    as_tensor,
+    check_float,
+    check_generator,
+    check_positive_finite,
+    check_seed,
+    positive_count,
+)
 from vicourse.objectives.weights import LogDensity, log_weights
 
 STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
@@ -36,10 +50,22 @@ STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64),
 """The base distribution, per coordinate (0-dim parameters: log densities keep z's dtype)."""
 
 
-def _check_input(z: Tensor, dim: int, layer: str) -> None:
-    if not isinstance(z, Tensor) or z.ndim == 0 or z.shape[-1] != dim:
-        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f"{layer} expects z of shape (..., {dim}), got {shape}")
+def _check_input(
+    z: Tensor, dim: int, layer: str, reference: Tensor | None, name: str = "z"
+) -> Tensor:
+    """z as a floating-point tensor of shape (..., dim) with the dtype and device of the
+    layer's parameter reference (array-likes converted)."""
+    z = as_tensor(z, name)
+    check_float(z, name)
+    if z.ndim == 0 or z.shape[-1] != dim:
+        raise ValueError(f"{layer} expects {name} of shape (..., {dim}), got {tuple(z.shape)}")
+    if reference is not None and (z.dtype != reference.dtype or z.device != reference.device):
+        raise TypeError(
+            f"{name} is {z.dtype} on {z.device} but the {layer}'s parameters are "
+            f"{reference.dtype} on {reference.device}; convert {name} with "
+            f"{name}.to({reference.dtype}) (or the flow with flow.to({z.dtype}))"
+        )
+    return z
 
 
 class PlanarLayer(nn.Module):
@@ -65,7 +91,7 @@ class PlanarLayer(nn.Module):
         return self._u_hat_and_softplus()[0]
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        _check_input(z, self.dim, "PlanarLayer")
+        z = _check_input(z, self.dim, "PlanarLayer", self.w)
         u_hat, softplus = self._u_hat_and_softplus()  # softplus = w @ u_hat + 1
         h = torch.tanh(z @ self.w + self.b)  # (...)
         x = z + h.unsqueeze(-1) * u_hat  # (..., D)
@@ -100,9 +126,9 @@ class _Coupling(nn.Module):
         nn.init.zeros_(self.conditioner[-1].weight)
         nn.init.zeros_(self.conditioner[-1].bias)
 
-    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``(conditioning part, moving part)`` of ``z``."""
-        _check_input(z, self.dim, type(self).__name__)
+    def split(self, z: Tensor, name: str = "z") -> tuple[Tensor, Tensor]:
+        """``(conditioning part, moving part)`` of ``z`` (named ``name`` in errors)."""
+        z = _check_input(z, self.dim, type(self).__name__, self.conditioner[0].weight, name)
         first, second = z.split(self.sizes, dim=-1)
         return (second, first) if self.flip else (first, second)
 
@@ -123,12 +149,13 @@ class AdditiveCoupling(_Coupling):
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         cond, moving = self.split(z)  # (..., D_a), (..., D_b)
         x = self.join(cond, moving + self.conditioner(cond))  # (..., D)
-        return x, z.new_zeros(z.shape[:-1])
+        return x, x.new_zeros(x.shape[:-1])
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f^-1(x) and log|det J_inverse(x)|."""
-        cond, moved = self.split(x)
-        return self.join(cond, moved - self.conditioner(cond)), x.new_zeros(x.shape[:-1])
+        cond, moved = self.split(x, "x")
+        z = self.join(cond, moved - self.conditioner(cond))
+        return z, z.new_zeros(z.shape[:-1])
 
 
 class AffineCoupling(_Coupling):
@@ -158,7 +185,7 @@ class AffineCoupling(_Coupling):
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f^-1(x) and log|det J_inverse(x)|."""
-        cond, moved = self.split(x)
+        cond, moved = self.split(x, "x")
         log_scale, shift = self.scale_and_shift(cond)
         return self.join(cond, (moved - shift) * (-log_scale).exp()), -log_scale.sum(-1)
 
@@ -177,7 +204,7 @@ class ElementwiseAffine(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(self.dim))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        _check_input(z, self.dim, "ElementwiseAffine")
+        z = _check_input(z, self.dim, "ElementwiseAffine", self.log_scale)
         x = z * self.log_scale.exp()  # (..., D)
         if self.loc is not None:
             x = x + self.loc
@@ -185,7 +212,7 @@ class ElementwiseAffine(nn.Module):
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f^-1(x) and log|det J_inverse(x)|."""
-        _check_input(x, self.dim, "ElementwiseAffine")
+        x = _check_input(x, self.dim, "ElementwiseAffine", self.log_scale, "x")
         if self.loc is not None:
             x = x - self.loc
         return x * (-self.log_scale).exp(), -self.log_scale.sum().expand(x.shape[:-1])
@@ -199,8 +226,7 @@ class FlowSequence(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
-        if len(layers) == 0:
-            raise ValueError("a flow needs at least one layer")
+        layers = _check_layers(layers)
         dims = {layer.dim for layer in layers}
         if len(dims) != 1:
             raise ValueError(f"all layers of a flow must have the same dim, got {sorted(dims)}")
@@ -208,7 +234,7 @@ class FlowSequence(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        _check_input(z, self.dim, "FlowSequence")
+        z = _check_input(z, self.dim, "FlowSequence", next(self.parameters(), None))
         total = z.new_zeros(z.shape[:-1])
         for layer in self.layers:
             z, log_det = layer(z)
@@ -223,11 +249,42 @@ class FlowSequence(nn.Module):
                 f"layers {sorted(set(missing))} have no closed-form inverse (planar flows do "
                 "not); only NICE, RealNVP and elementwise affine flows can be inverted"
             )
+        x = _check_input(x, self.dim, "FlowSequence", next(self.parameters(), None), "x")
         total = x.new_zeros(x.shape[:-1])
         for layer in reversed(self.layers):
             x, log_det = layer.inverse(x)
             total = total + log_det
         return x, total
+
+
+def _check_layers(layers: Sequence[nn.Module]) -> list[nn.Module]:
+    """layers as a non-empty list of flow layers (modules with an integer dim)."""
+    try:
+        layers = list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be a sequence of flow layers, e.g. [PlanarLayer(2), "
+                        f"PlanarLayer(2)], got {type(layers).__name__}") from None
+    if len(layers) == 0:
+        raise ValueError("a flow needs at least one layer")
+    for layer in layers:
+        if not isinstance(layer, nn.Module) or not isinstance(getattr(layer, "dim", None), int):
+            raise TypeError(f"layers must be flow layers (modules with an attribute dim that "
+                            f"map z to (x, log_det)), got {type(layer).__name__}")
+    return layers
+
+
+def _has_inverse(flow: nn.Module) -> bool:
+    """Whether flow.inverse exists and works: every layer of a FlowSequence has one."""
+    if isinstance(flow, FlowSequence):
+        return all(hasattr(layer, "inverse") for layer in flow.layers)
+    return hasattr(flow, "inverse")
+
+
+def _check_flow(flow: nn.Module, name: str = "flow") -> None:
+    """TypeError unless flow is a flow: a module with an integer dim."""
+    if not isinstance(flow, nn.Module) or not isinstance(getattr(flow, "dim", None), int):
+        raise TypeError(f"{name} must be a flow (an nn.Module with an integer attribute dim, "
+                        f"e.g. realnvp_flow(2)), got {type(flow).__name__}")
 
 
 def planar_flow(dim: int = 2, num_layers: int = 8) -> FlowSequence:
@@ -274,11 +331,20 @@ def flow_sample(
 
     num_samples: S -> x: (S, D), log_q: (S,), in the flow's dtype; reparameterized
     """
-    num_samples = positive_count(num_samples, "num_samples")
+    num_samples = _check_sample_args(flow, num_samples, generator)
     dtype, device = _dtype_and_device(flow)
     z = torch.randn(num_samples, flow.dim, generator=generator, dtype=dtype, device=device)
     x, log_det = flow(z)  # (S, D), (S,)
     return x, STANDARD_NORMAL.log_prob(z).sum(-1) - log_det  # (S, D), (S,)
+
+
+def _check_sample_args(
+    flow: nn.Module, num_samples: int, generator: torch.Generator | None
+) -> int:
+    """num_samples as an int, after checking flow and generator."""
+    _check_flow(flow)
+    check_generator(generator)
+    return positive_count(num_samples, "num_samples")
 
 
 def flow_elbo_samples(
@@ -301,16 +367,41 @@ def flow_elbo_samples(
             values, but the gradient keeps only the path through x_s = f(z_s) and drops the
             score term grad log q(x), whose expectation is zero. Needs frozen.inverse.
     """
+    _check_elbo_args(flow, log_joint, frozen)
     if frozen is None:
         x, log_q = flow_sample(flow, num_samples, generator)
     else:
-        num_samples = positive_count(num_samples, "num_samples")
+        num_samples = _check_sample_args(flow, num_samples, generator)
         dtype, device = _dtype_and_device(flow)
         z = torch.randn(num_samples, flow.dim, generator=generator, dtype=dtype, device=device)
         x, _ = flow(z)
         z_back, log_det_inverse = frozen.inverse(x)
         log_q = STANDARD_NORMAL.log_prob(z_back).sum(-1) + log_det_inverse
     return log_weights(log_joint(x), log_q)  # (S,)
+
+
+def _check_elbo_args(flow: nn.Module, log_joint: LogDensity, frozen: nn.Module | None) -> None:
+    """Check flow, that log_joint is callable, and that frozen (if given) is an invertible
+    flow of the same dim, dtype and device as flow."""
+    _check_flow(flow)
+    if not callable(log_joint):
+        raise TypeError(f"log_joint must be a function from points (S, D) to log densities "
+                        f"(S,), got {type(log_joint).__name__}")
+    if frozen is None:
+        return
+    _check_flow(frozen, "frozen")
+    if not _has_inverse(frozen):
+        raise ValueError(f"frozen must have an inverse (sticking the landing evaluates log q "
+                         f"at x through it), and this {type(frozen).__name__} has none; use "
+                         "frozen=None, or a NICE, RealNVP or elementwise affine flow")
+    if frozen.dim != flow.dim:
+        raise ValueError(f"frozen has dim {frozen.dim} but flow has dim {flow.dim}; frozen must "
+                         "be a copy of flow (copy.deepcopy(flow).requires_grad_(False))")
+    (dtype, device), (frozen_dtype, frozen_device) = (_dtype_and_device(flow),
+                                                      _dtype_and_device(frozen))
+    if (dtype, device) != (frozen_dtype, frozen_device):
+        raise TypeError(f"frozen is {frozen_dtype} on {frozen_device} but flow is {dtype} on "
+                        f"{device}; frozen must be a copy of flow")
 
 
 def flow_elbo(
@@ -339,6 +430,8 @@ def evaluate_flow_elbo(
     Returns (elbo, standard_error)."""
     num_samples = positive_count(num_samples, "num_samples")
     batch_size = positive_count(batch_size, "batch_size")
+    _check_elbo_args(flow, log_joint, None)
+    seed = check_seed(seed)
     generator = torch.Generator(device=_dtype_and_device(flow)[1]).manual_seed(seed)
     terms = []
     for start in range(0, num_samples, batch_size):
@@ -346,8 +439,8 @@ def evaluate_flow_elbo(
         terms.append(flow_elbo_samples(flow, log_joint, size, generator).double())
     values = torch.cat(terms)
     if not bool(torch.isfinite(values).all()):
-        raise FloatingPointError("some ELBO terms are not finite: the flow or log_joint "
-                                 "overflowed; evaluate in float64")
+        raise NonFiniteResultError("some ELBO terms are not finite: the flow or log_joint "
+                                   "overflowed (or returned NaN); evaluate in float64")
     return values.mean().item(), (values.std() / math.sqrt(num_samples)).item()
 
 
@@ -367,7 +460,8 @@ def train_flow(
 
     log_joint: (S, D) -> (S,); returns the ELBO estimate of every step, before its update
     """
-    num_steps = _check_train_flow_args(flow, num_steps, lr, final_lr, stick_the_landing)
+    num_steps = _check_train_flow_args(flow, log_joint, num_steps, num_samples, lr, final_lr,
+                                       stick_the_landing, seed)
     frozen = None  # with stick_the_landing, a copy of the flow whose parameters are detached
     if stick_the_landing:
         frozen = copy.deepcopy(flow).requires_grad_(False)
@@ -389,18 +483,28 @@ def train_flow(
         schedule.step()
         trace[step] = elbo.detach()
     values = trace.tolist()
-    _check_finite_elbos(values)
+    _check_finite_elbos(values, lr)
     return values
 
 
 def _check_train_flow_args(
-    flow: nn.Module, num_steps: int, lr: float, final_lr: float, stick_the_landing: bool
+    flow: nn.Module,
+    log_joint: LogDensity,
+    num_steps: int,
+    num_samples: int,
+    lr: float,
+    final_lr: float,
+    stick_the_landing: bool,
+    seed: int,
 ) -> int:
-    """num_steps as an int, after checking the learning rates and that STL has an inverse."""
+    """num_steps as an int, after checking the other arguments and that STL has an inverse."""
+    _check_elbo_args(flow, log_joint, None)
     num_steps = positive_count(num_steps, "num_steps")
+    positive_count(num_samples, "num_samples")
     check_positive_finite(lr, "lr")
     check_positive_finite(final_lr, "final_lr")
-    if stick_the_landing and not hasattr(flow, "inverse"):
+    check_seed(seed)
+    if stick_the_landing and not _has_inverse(flow):
         raise ValueError(
             f"stick_the_landing needs log q(x) at a given x, through the flow's inverse, "
             f"and {type(flow).__name__} has no inverse; train it with "
@@ -409,10 +513,13 @@ def _check_train_flow_args(
     return num_steps
 
 
-def _check_finite_elbos(values: list[float]) -> None:
-    """Raise FloatingPointError at the first ELBO of a training run that is not finite."""
+def _check_finite_elbos(values: list[float], lr: float) -> None:
+    """Raise NonFiniteResultError (a FloatingPointError) at the first ELBO of a training run
+    that is not finite."""
     if not all(math.isfinite(v) for v in values):
         first = next(i for i, v in enumerate(values) if not math.isfinite(v))
-        raise FloatingPointError(
-            f"the ELBO became {values[first]} at step {first}; lower lr or train in float64"
+        raise NonFiniteResultError(
+            f"the ELBO became {values[first]} at step {first}; lower lr (it was {lr}) or train "
+            "in float64; if it is NaN from the first step, check that log_joint is finite at "
+            "the flow's draws"
         )

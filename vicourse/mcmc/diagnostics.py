@@ -11,37 +11,96 @@ every function returns one value per quantity, of shape ``(...)``.
 
 With ``rank_normalize=True`` both are computed on the normal scores of the pooled ranks
 (Vehtari et al. 2021: "bulk" ESS and rank-normalized R-hat, which also work for heavy tails).
+
+Chains that never moved are reported, not counted as perfect mixing: if every chain is
+constant (a sampler that rejects everything), the ESS is about one draw per chain, as in
+ArviZ, with a UserWarning; if all draws are the same number, ESS and R-hat are undefined: NaN,
+with a UserWarning (ArviZ returns N*C for the ESS there). Both diagnostics are scale-free, and
+draws too large or too small for their squares (beyond 2**+-300) are rescaled first.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from scipy import stats
 from torch import Tensor
 
+from vicourse._checks import as_tensor
 
-def _check_draws(draws: Tensor, min_draws: int) -> Tensor:
-    if not isinstance(draws, Tensor) or not draws.is_floating_point() or draws.ndim < 2:
-        raise ValueError(
-            "draws must be a floating-point tensor of shape (num_draws, num_chains, ...), got "
-            + (f"shape {tuple(draws.shape)}, dtype {draws.dtype}" if isinstance(draws, Tensor)
-               else type(draws).__name__)
-            + "; for a single chain, use draws[:, None]"
-        )
+_EXTREME = 2.0**300
+"""Draws whose largest magnitude is beyond 2**300 (or below 2**-300) are rescaled by a power
+of two before their variances are computed, which would overflow (underflow) otherwise."""
+
+
+def _check_draws(draws: Tensor, min_draws: int, ndim: int | None = None) -> Tensor:
+    """draws as a tensor (N, C, ...) (exactly ndim dimensions if given), N >= min_draws,
+    non-empty and finite; integers and booleans as float64, array-likes converted."""
+    draws = as_tensor(draws, "draws", dtype=torch.float64)
+    if not draws.is_floating_point():
+        draws = draws.double()
+    if draws.ndim < 2 or (ndim is not None and draws.ndim != ndim):
+        expected = "(num_draws, num_chains)" if ndim == 2 else "(num_draws, num_chains, ...)"
+        raise ValueError(f"draws must have shape {expected}, got {tuple(draws.shape)}; for a "
+                         "single chain, use draws[:, None]")
     if draws.shape[0] < min_draws:
-        raise ValueError(f"need at least {min_draws} draws per chain, got {draws.shape[0]}")
+        raise ValueError(f"draws must hold at least {min_draws} draws per chain, got "
+                         f"{draws.shape[0]} (shape {tuple(draws.shape)})")
+    if draws.numel() == 0:
+        raise ValueError(f"draws is empty (shape {tuple(draws.shape)}); pass at least one "
+                         "chain and one quantity")
     if not bool(torch.isfinite(draws).all()):
         raise ValueError("draws contain NaN or infinite values; diagnostics need finite draws")
-    return draws.double()
+    return draws
+
+
+def _rescaled(draws: Tensor) -> Tensor:
+    """float64 draws (N, C, ...), each quantity multiplied by a power of two (exactly) if its
+    largest magnitude is beyond 2**300 or below 2**-300; unchanged otherwise."""
+    largest = draws.abs().amax(dim=(0, 1))  # (...)
+    extreme = (largest > _EXTREME) | ((largest < 1 / _EXTREME) & (largest > 0))
+    if not bool(extreme.any()):
+        return draws
+    exponent = torch.where(extreme, torch.frexp(largest).exponent, 0).double()
+    half = torch.floor(exponent / 2)  # two factors, each within the float64 range
+    return draws * torch.pow(2.0, -half) * torch.pow(2.0, half - exponent)
+
+
+def _warn_if_constant(draws: Tensor, what: str) -> bool:
+    """Warn and return True if draws (N, C) are all the same number; warn and return False
+    if every chain is constant (at different values: the chains never moved)."""
+    if bool(draws.max() == draws.min()):
+        warnings.warn(f"all draws are equal to {draws.flatten()[0].item():.6g}: the chains never "
+                      f"moved, or the quantity is constant; {what} is undefined and returned "
+                      "as NaN (ArviZ returns N*C for the ESS, as if the draws were independent)",
+                      UserWarning, stacklevel=3)
+        return True
+    if bool((draws.amax(0) == draws.amin(0)).all()):
+        warnings.warn(f"every chain is constant: the chains never moved from {draws.shape[1]} "
+                      f"different values; {what} counts about one draw per chain (as ArviZ) "
+                      "and R-hat is infinite: check the sampler (its acceptance rate, its step "
+                      "size)", UserWarning, stacklevel=3)
+    return False
 
 
 def split_chains(draws: Tensor) -> Tensor:
     """Each chain cut into its first and second half: ``(N, C, ...)`` to ``(N // 2, 2C, ...)``
     (the middle draw of an odd N is dropped)."""
+    draws = _check_split_args(draws)
     half = draws.shape[0] // 2
     return torch.cat([draws[:half], draws[draws.shape[0] - half:]], dim=1)
+
+
+def _check_split_args(draws: Tensor) -> Tensor:
+    """draws as a tensor of shape (N, C, ...) with N >= 2 (no pass over its values)."""
+    draws = as_tensor(draws, "draws", dtype=torch.float64)
+    if draws.ndim < 2 or draws.shape[0] < 2:
+        raise ValueError(f"draws must have shape (num_draws, num_chains, ...) with at least 2 "
+                         f"draws, got {tuple(draws.shape)}; for a single chain, use "
+                         "draws[:, None]")
+    return draws
 
 
 def rank_normalize(draws: Tensor) -> Tensor:
@@ -49,6 +108,7 @@ def rank_normalize(draws: Tensor) -> Tensor:
     z = Phi^-1((r - 3/8) / (S + 1/4)) with average ranks r of ties and S = NC (Blom's
     offsets).
     """
+    draws = _check_draws(draws, 1)
     flat = draws.reshape(-1, *draws.shape[2:]).cpu().numpy()
     ranks = stats.rankdata(flat, axis=0, method="average")
     scores = stats.norm.ppf((ranks - 0.375) / (flat.shape[0] + 0.25))
@@ -59,6 +119,7 @@ def autocovariance(draws: Tensor) -> Tensor:
     """The autocovariance of each chain at every lag, by FFT, shape (N, C, ...):
     gamma_t = (1/N) sum_{i=1}^{N-t} (x_i - mean)(x_{i+t} - mean).
     """
+    draws = _check_draws(draws, 1)
     n = draws.shape[0]
     centred = draws - draws.mean(0)
     spectrum = torch.fft.rfft(centred, n=2 * n, dim=0)  # zero padding: no wrap-around
@@ -78,12 +139,13 @@ def _variances(draws: Tensor) -> tuple[Tensor, Tensor]:
 def autocorrelation_time(draws: Tensor) -> float:
     """Geyer's initial monotone sequence estimate of tau for one quantity, over all chains.
 
-    draws: (N, C) -> float
+    draws: (N, C), N >= 4 -> float; NaN (with a UserWarning) if all draws are equal
     """
+    draws = _rescaled(_check_draws(draws, 4, ndim=2).double())
+    if _warn_if_constant(draws, "the autocorrelation time (and the ESS)"):
+        return math.nan
     n = draws.shape[0]
     within, pooled = _variances(draws)
-    if within == 0:
-        return 1.0  # constant chains: every draw is the same number, the mean is exact
     rho = 1 - (within - autocovariance(draws).mean(1)) / pooled  # (N,), combined over chains
     rho[0] = 1.0
     pairs = rho[: 2 * ((n - 1) // 2)].reshape(-1, 2).sum(-1)  # P_m uses lags 2m and 2m + 1
@@ -100,7 +162,8 @@ def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> 
 
     N_eff = S / tau, tau = -1 + 2 sum_{m=0}^{M-1} P_m, S = NC, with the monotone pair sums P_m
     of autocorrelation_time, capped at S log10 S as in Stan. rank_normalize_draws=True gives
-    the "bulk" ESS of Vehtari et al. (2021).
+    the "bulk" ESS of Vehtari et al. (2021). Chains that never moved: see the module's
+    docstring (a UserWarning, and about one draw per chain, or NaN if all draws are equal).
 
     Args:
         draws: shape (N, C, ...) with N >= 8.
@@ -108,7 +171,7 @@ def effective_sample_size(draws: Tensor, rank_normalize_draws: bool = False) -> 
     Returns:
         float64 tensor of shape (...).
     """
-    draws = split_chains(_check_draws(draws, 8))
+    draws = split_chains(_rescaled(_check_draws(draws, 8).double()))
     if rank_normalize_draws:
         draws = rank_normalize(draws)
     total = draws.shape[0] * draws.shape[1]
@@ -133,14 +196,25 @@ def split_rhat(draws: Tensor, rank_normalize_draws: bool = False) -> Tensor:
         draws: shape (N, C, ...) with N >= 4.
 
     Returns:
-        float64 tensor of shape (...).
+        float64 tensor of shape (...); inf for chains stuck at different values, NaN (with a
+        UserWarning) for a quantity whose draws are all equal.
     """
-    draws = split_chains(_check_draws(draws, 4))
+    draws = split_chains(_rescaled(_check_draws(draws, 4).double()))
+    flat = draws.reshape(draws.shape[0], draws.shape[1], -1)
+    for k in range(flat.shape[-1]):
+        _warn_if_all_equal(flat[..., k])
     if not rank_normalize_draws:
         return _rhat(draws)
     median = torch.quantile(draws.flatten(0, 1), 0.5, dim=0)
     return torch.maximum(_rhat(rank_normalize(draws)),
                          _rhat(rank_normalize((draws - median).abs())))
+
+
+def _warn_if_all_equal(draws: Tensor) -> None:
+    if bool(draws.max() == draws.min()):
+        warnings.warn(f"all draws are equal to {draws.flatten()[0].item():.6g}: the chains never "
+                      "moved, or the quantity is constant; R-hat is undefined (0/0) and "
+                      "returned as NaN", UserWarning, stacklevel=3)
 
 
 def _rhat(draws: Tensor) -> Tensor:

@@ -15,55 +15,120 @@ row vector :math:`qT`, :math:`(qT)_j = \sum_i q_i T_{ij}`, so every quantity of 
 * :func:`evolve` computes :math:`q_t = q_0 T^t` and :func:`kl_divergence` the exact
   :math:`\mathrm{KL}(q_t \,\|\, p)`.
 
-Everything is float64 torch tensors.
+Everything is float64 torch tensors. Inputs may be tensors or array-likes of any floating
+dtype: a sum to 1 is checked to the precision of the dtype they come in (a float32 pmf sums to
+1 only up to float32 rounding), and shapes are checked before values.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from numbers import Real
 
 import torch
 from torch import Tensor
 
-from vicourse._checks import check_positive_finite, positive_count
+from vicourse._checks import (
+    as_tensor,
+    check_positive_finite,
+    is_finite_real,
+    positive_count,
+    probability_tolerance,
+)
 
 _SUM_TOLERANCE = 1e-9
+"""The tolerance of a sum to 1 in float64 (more for a lower precision: _sum_tolerance)."""
 
 
 def as_pmf(p: Tensor, name: str = "p") -> Tensor:
     """p as a float64 probability vector of shape (n,); raise if it is not one."""
-    p = torch.as_tensor(p, dtype=torch.float64)
-    if p.ndim != 1 or len(p) == 0:
-        raise ValueError(f"{name} must be a 1-D probability vector of shape (n,), got shape "
-                         f"{tuple(p.shape)}")
-    _check_probabilities(p, name, f"{name} must sum to 1, got {{total:.12g}}; divide it by its sum")
+    p, source = _as_float64(p, name)
+    _check_pmf_shape(p, name)
+    _check_pmf_values(p, name, source)
     return p
 
 
-def as_kernel(kernel: Tensor, n: int | None = None) -> Tensor:
+def as_kernel(kernel: Tensor, n: int | None = None, *, name: str = "kernel") -> Tensor:
     """kernel as a float64 row-stochastic (n, n) matrix; raise if it is not one."""
-    kernel = torch.as_tensor(kernel, dtype=torch.float64)
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"a Markov kernel must be a square matrix (n, n), got shape "
-                         f"{tuple(kernel.shape)}")
-    if n is not None and kernel.shape[0] != n:
-        raise ValueError(f"the kernel has {kernel.shape[0]} states but the pmf has {n}")
-    _check_probabilities(kernel, "a Markov kernel",
-                         "every row of a Markov kernel must sum to 1 (row i is the law of the "
-                         "next state from state i); the worst row is off by {worst:.3g}")
+    kernel, source = _as_float64(kernel, name)
+    _check_kernel_shape(kernel, n, name)
+    _check_kernel_values(kernel, name, source)
     return kernel
 
 
-def _check_probabilities(x: Tensor, name: str, sum_message: str) -> None:
+def _pmf_and_kernel(
+    p: Tensor, kernel: Tensor, p_name: str = "p", kernel_name: str = "kernel"
+) -> tuple[Tensor, Tensor]:
+    """as_pmf(p) and as_kernel(kernel, len(p)), with both shapes checked before any value."""
+    p, p_source = _as_float64(p, p_name)
+    kernel, kernel_source = _as_float64(kernel, kernel_name)
+    _check_pmf_shape(p, p_name)
+    _check_kernel_shape(kernel, len(p), kernel_name, p_name)
+    _check_pmf_values(p, p_name, p_source)
+    _check_kernel_values(kernel, kernel_name, kernel_source)
+    return p, kernel
+
+
+def _as_float64(x: Tensor, name: str) -> tuple[Tensor, torch.dtype]:
+    """x as a float64 tensor, and the floating dtype it came in (float64 for Python numbers
+    and integers), whose precision sets the tolerance of its sums."""
+    if isinstance(x, Tensor):
+        source = x.dtype
+    else:
+        source = getattr(torch, str(getattr(x, "dtype", "float64")), torch.float64)
+    if not isinstance(source, torch.dtype) or not source.is_floating_point:
+        source = torch.float64
+    return as_tensor(x, name, dtype=torch.float64).to(torch.float64), source
+
+
+def _check_pmf_shape(p: Tensor, name: str) -> None:
+    if p.ndim != 1 or len(p) == 0:
+        raise ValueError(f"{name} must be a 1-D probability vector of shape (n,) with n >= 1, "
+                         f"got shape {tuple(p.shape)}")
+
+
+def _check_kernel_shape(kernel: Tensor, n: int | None, name: str, p_name: str = "p") -> None:
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.numel() == 0:
+        raise ValueError(f"{name}: a Markov kernel must be a square matrix (n, n) with n >= 1, "
+                         f"got shape {tuple(kernel.shape)}")
+    if n is not None and kernel.shape[0] != n:
+        raise ValueError(f"{name} has shape {tuple(kernel.shape)}: the kernel has "
+                         f"{kernel.shape[0]} states but the pmf has {n} ({p_name} has shape "
+                         f"({n},)); pass both over the same states")
+
+
+def _check_pmf_values(p: Tensor, name: str, source: torch.dtype) -> None:
+    _check_probabilities(p, name, f"{name} must sum to 1, got {{total:.12g}}; divide it by its sum",
+                         source)
+
+
+def _check_kernel_values(kernel: Tensor, name: str, source: torch.dtype) -> None:
+    _check_probabilities(kernel, f"{name} (a Markov kernel)",
+                         f"every row of a Markov kernel must sum to 1 (row i is the law of the "
+                         f"next state from state i); the worst row of {name} is off by "
+                         "{worst:.3g}", source)
+
+
+def _sum_tolerance(source: torch.dtype, size: int) -> float:
+    """How far from 1 a sum of size probabilities that came in dtype source may be."""
+    return max(_SUM_TOLERANCE, probability_tolerance(source, size))
+
+
+def _check_probabilities(
+    x: Tensor, name: str, sum_message: str, source: torch.dtype = torch.float64
+) -> None:
     """Raise unless x has finite, non-negative entries that sum to 1 over its last
-    dimension. sum_message is formatted with worst (the largest deviation of a sum
-    from 1) and total (that sum).
+    dimension, to the precision of source, the dtype x came in. sum_message is formatted
+    with worst (the largest deviation of a sum from 1) and total (that sum).
     """
     if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
         raise ValueError(f"{name} must have finite, non-negative entries")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one state")
     deviations = (x.sum(-1) - 1).abs().flatten()
     worst = int(deviations.argmax())
-    if deviations[worst] > _SUM_TOLERANCE:
+    if deviations[worst] > _sum_tolerance(source, x.shape[-1]):
         total = x.sum(-1).flatten()[worst].item()
         raise ValueError(sum_message.format(worst=deviations[worst].item(), total=total))
 
@@ -83,14 +148,19 @@ def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
     Returns:
         Shape (...), float64, in nats.
     """
-    q = torch.as_tensor(q, dtype=torch.float64)
-    p = torch.as_tensor(p, dtype=torch.float64)
-    if q.ndim == 0 or p.ndim == 0 or q.shape[-1] != p.shape[-1]:
-        raise ValueError(f"q and p must hold pmfs over the same states in their last dimension, "
-                         f"got shapes q {tuple(q.shape)} and p {tuple(p.shape)}")
-    for name, pmfs in (("q", q), ("p", p)):
+    (q, q_source), (p, p_source) = _as_float64(q, "q"), _as_float64(p, "p")
+    if q.ndim == 0 or p.ndim == 0 or q.shape[-1] != p.shape[-1] or q.shape[-1] == 0:
+        raise ValueError(f"q and p must hold pmfs over the same states (at least one) in their "
+                         f"last dimension, got shapes q {tuple(q.shape)} and p {tuple(p.shape)}")
+    try:
+        torch.broadcast_shapes(q.shape, p.shape)
+    except RuntimeError:
+        raise ValueError(f"p of shape {tuple(p.shape)} does not broadcast against q of shape "
+                         f"{tuple(q.shape)}; pass one reference pmf (n,) or one per row of q"
+                         ) from None
+    for name, pmfs, source in (("q", q, q_source), ("p", p, p_source)):
         _check_probabilities(pmfs, name, f"every {name} must sum to 1 over its last dimension; "
-                             "one is off by {worst:.3g}")
+                             "one is off by {worst:.3g}", source)
     q, p = torch.broadcast_tensors(q, p)
     terms = torch.where(q > 0, q * (q.log() - p.log()), torch.zeros_like(q))
     return terms.sum(-1)
@@ -102,8 +172,7 @@ def evolve(q0: Tensor, kernel: Tensor, num_steps: int) -> Tensor:
     Returns:
         Shape (num_steps + 1, n): row t is q_t.
     """
-    q = as_pmf(q0, "q0")
-    kernel = as_kernel(kernel, len(q))
+    q, kernel = _pmf_and_kernel(q0, kernel, "q0")
     num_steps = positive_count(num_steps, "num_steps")
     rows = [q]
     for _ in range(num_steps):
@@ -113,15 +182,17 @@ def evolve(q0: Tensor, kernel: Tensor, num_steps: int) -> Tensor:
 
 def is_invariant(kernel: Tensor, p: Tensor, atol: float = 1e-12) -> bool:
     """Whether pT = p, that is sum_i p_i T_ij = p_j for every state j."""
-    p = as_pmf(p)
-    kernel = as_kernel(kernel, len(p))
+    p, kernel = _pmf_and_kernel(p, kernel)
+    if isinstance(atol, bool) or not isinstance(atol, Real):
+        raise TypeError(f"atol must be a number >= 0, got {atol!r}")
+    if not (is_finite_real(atol) and atol >= 0):
+        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
     return bool(((p @ kernel) - p).abs().max() <= atol)
 
 
 def detailed_balance_gap(kernel: Tensor, p: Tensor) -> float:
     """max_ij |p_i T_ij - p_j T_ji|: zero exactly when T is p-reversible."""
-    p = as_pmf(p)
-    kernel = as_kernel(kernel, len(p))
+    p, kernel = _pmf_and_kernel(p, kernel)
     flow = p[:, None] * kernel
     return (flow - flow.T).abs().max().item()
 
@@ -133,8 +204,7 @@ def reversal_kernel(kernel: Tensor, p: Tensor) -> Tensor:
     in p: p_i T_ij = p_j R_ji. It is a kernel because sum_i p_i T_ij = p_j; it equals T when T
     satisfies detailed balance. Needs p > 0 everywhere.
     """
-    p = as_pmf(p)
-    kernel = as_kernel(kernel, len(p))
+    p, kernel = _pmf_and_kernel(p, kernel)
     if bool((p <= 0).any()):
         raise ValueError("reversal_kernel needs p > 0 at every state (it divides by p)")
     if not is_invariant(kernel, p, atol=1e-10):
@@ -148,8 +218,7 @@ def metropolis_kernel(p: Tensor, proposal: Tensor) -> Tensor:
 
     p: (n,); proposal Q: (n, n), row-stochastic -> T: (n, n), float64
     """
-    p = as_pmf(p)
-    proposal = as_kernel(proposal, len(p))
+    p, proposal = _pmf_and_kernel(p, proposal, kernel_name="proposal")
     forward = p[:, None] * proposal  # p_i Q_ij, (n, n)
     backward = forward.T  # p_j Q_ji
     ratio = backward / forward.where(forward > 0, torch.ones_like(forward))
@@ -188,7 +257,7 @@ def cycle_flux(n: int, cycle: Sequence[int], strength: float = 1.0) -> Tensor:
     """
     n = positive_count(n, "n")
     check_positive_finite(strength, "strength")
-    cycle = [int(s) for s in cycle]
+    cycle = _check_cycle(cycle)
     if len(cycle) < 3 or len(set(cycle)) != len(cycle) or not all(0 <= s < n for s in cycle):
         raise ValueError(f"cycle must list at least 3 distinct states in 0..{n - 1}, got "
                          f"{cycle[:10]}{'...' if len(cycle) > 10 else ''}")
@@ -199,13 +268,33 @@ def cycle_flux(n: int, cycle: Sequence[int], strength: float = 1.0) -> Tensor:
     return flux
 
 
+def _check_cycle(cycle: Sequence[int]) -> list[int]:
+    """cycle as a list of Python ints (TypeError for anything else)."""
+    try:
+        return [operator.index(s) for s in cycle]
+    except TypeError:
+        raise TypeError(f"cycle must be a sequence of integer states, e.g. [0, 1, 2], got "
+                        f"{cycle!r:.60}") from None
+
+
+def _as_flux(flux: Tensor, kernel: Tensor) -> Tensor:
+    """flux as a finite float64 tensor of the kernel's shape."""
+    flux = as_tensor(flux, "flux", dtype=torch.float64).to(torch.float64)
+    if flux.shape != kernel.shape:
+        raise ValueError(f"flux must have the kernel's shape {tuple(kernel.shape)}, got "
+                         f"{tuple(flux.shape)}")
+    if not bool(torch.isfinite(flux).all()):
+        raise ValueError("flux must be finite; build it with cycle_flux")
+    return flux
+
+
 def max_circulation(kernel: Tensor, p: Tensor, flux: Tensor) -> float:
     """The largest c for which T + c diag(p)^-1 F is still a kernel.
 
     Entries where F_ij < 0 shrink: c <= p_i T_ij / (-F_ij).
     """
-    p = as_pmf(p)
-    kernel = as_kernel(kernel, len(p))
+    p, kernel = _pmf_and_kernel(p, kernel)
+    flux = _as_flux(flux, kernel)
     negative = flux < 0
     if not bool(negative.any()):
         raise ValueError("the flux has no negative entry; build it with cycle_flux")
@@ -227,12 +316,8 @@ def _check_circulation_args(
     kernel: Tensor, p: Tensor, flux: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """kernel, p and flux as float64 tensors, after checking that they fit together."""
-    p = as_pmf(p)
-    kernel = as_kernel(kernel, len(p))
-    flux = torch.as_tensor(flux, dtype=torch.float64)
-    if flux.shape != kernel.shape:
-        raise ValueError(f"flux must have the kernel's shape {tuple(kernel.shape)}, got "
-                         f"{tuple(flux.shape)}")
+    p, kernel = _pmf_and_kernel(p, kernel)
+    flux = _as_flux(flux, kernel)
     scale = flux.abs().max().item()
     if (flux + flux.T).abs().max() > 1e-12 * scale or flux.sum(1).abs().max() > 1e-12 * scale:
         raise ValueError("flux must be antisymmetric (F_ij = -F_ji) with rows that sum to 0, "
@@ -261,7 +346,9 @@ def drop_rejections(kernel: Tensor) -> Tensor:
     kernel = as_kernel(kernel)
     stay = kernel.diagonal()
     if bool((stay >= 1 - 1e-12).any()):
-        raise ValueError("a state that never moves (T_ii = 1) has no jump chain")
+        state = int((stay >= 1 - 1e-12).nonzero()[0])
+        raise ValueError(f"kernel has a state that never moves (T_ii = 1 at state {state}): "
+                         "a chain that never moves has no jump chain")
     moves = kernel.clone()
     moves.fill_diagonal_(0.0)
     return moves / (1 - stay)[:, None]
@@ -278,7 +365,7 @@ def block_kernel(p: Tensor, blocks: Tensor) -> Tensor:
         blocks: integer block labels, shape (n,).
     """
     p = as_pmf(p)
-    blocks = torch.as_tensor(blocks)
+    blocks = as_tensor(blocks, "blocks")
     if blocks.shape != p.shape or blocks.is_floating_point():
         raise ValueError(f"blocks must be integer labels of shape {tuple(p.shape)}, got "
                          f"{blocks.dtype} of shape {tuple(blocks.shape)}")
