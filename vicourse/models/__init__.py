@@ -5,4 +5,6 @@
 - :mod:`~vicourse.models.vae`: the variational autoencoder (Gaussian encoder, Bernoulli
   decoder) and the reparameterized sample.
 - :mod:`~vicourse.models.banana`: the banana-shaped posterior, its exact normalizer and samples.
+- :mod:`~vicourse.models.gaussian_mixture`: the Bayesian mixture of unit-variance Gaussians
+  (global means, local assignments), its data and log joint.
 """
