@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from vicourse import diagrams  # noqa: E402
 from vicourse.families.gaussian import gaussian_log_density  # noqa: E402
 from vicourse.models.banana import Banana  # noqa: E402
+from vicourse.models.gaussian_mixture import GaussianMixture  # noqa: E402
 from vicourse.models.vae import VAE  # noqa: E402
 from vicourse.objectives.gradients import ESTIMATORS, per_sample_gradients  # noqa: E402
 
@@ -102,6 +103,28 @@ def test_banana_diagram_matches_what_each_density_depends_on(draw):
     assert wider_prior.log_likelihood(theta) == base.log_likelihood(theta)
     assert ("sigma_y", "y") in edges and ("sigma_theta", "theta1") in edges
     assert ("sigma_y", "theta1") not in edges and ("sigma_theta", "y") not in edges
+
+
+def test_mixture_diagram_matches_what_the_log_joint_depends_on(draw):
+    _, edges = diagrams.graph(draw(diagrams.gaussian_mixture_model))
+    model, wider = GaussianMixture(3, dim=2), GaussianMixture(3, dim=2, prior_std=2.0)
+    x, c, mu = model.sample(5, generator=torch.Generator().manual_seed(0))
+    other_c = (c + 1) % 3
+    # sigma^2 -> mu only: changing it shifts log p by the same amount whatever x and c are
+    shift = wider.log_joint(x, c, mu) - model.log_joint(x, c, mu)
+    torch.testing.assert_close(wider.log_joint(x + 1, other_c, mu) - model.log_joint(x + 1,
+                               other_c, mu), shift)
+    assert ("sigma", "mu") in edges and ("sigma", "x") not in edges
+
+    def grad_x(c, mu):  # the gradient in x_1 sees only its parents c_1 and mu_{c_1}
+        x_ = x.clone().requires_grad_(True)
+        return torch.autograd.grad(model.log_joint(x_, c, mu), x_)[0][1]
+
+    moved = mu.clone()
+    moved[(c[1] + 1) % 3] += 5.0  # a component x_1 is not assigned to
+    torch.testing.assert_close(grad_x(c, moved), grad_x(c, mu))
+    assert not torch.allclose(grad_x(other_c, mu), grad_x(c, mu))  # c_1 -> x_1
+    assert {("mu", "x"), ("c", "x")} <= edges and ("c", "mu") not in edges
 
 
 def test_flow_composition_is_a_chain_from_z0_to_zK_labelled_by_the_layers(draw):

@@ -109,7 +109,7 @@ def banana_model() -> daft.PGM:
 
 
 def gaussian_mixture_model() -> daft.PGM:
-    """Mixture of K Gaussians: mu_k ~ N(0, sigma^2), c_i ~ Cat(1/K), x_i ~ N(mu_{c_i}, 1)."""
+    """The GaussianMixture model: mu_k ~ N(0, sigma^2 I), c_i ~ Cat(1/K), x_i ~ N(mu_{c_i}, I)."""
     pgm = _pgm(3.0, 2.9, left=-0.4, bottom=0.1)
     pgm.add_node("sigma", r"$\sigma^2$", -0.1, 2.3, fixed=True)
     pgm.add_node("mu", r"$\mu_k$", 0.9, 2.3)
@@ -120,7 +120,7 @@ def gaussian_mixture_model() -> daft.PGM:
     pgm.add_edge("c", "x")
     pgm.add_plate([0.45, 1.75, 1.6, 1.05], label=r"$k = 1, \dots, K$", position="bottom right",
                   fontsize=8)
-    pgm.add_plate([0.45, 0.2, 2.1, 1.35], label=r"$i = 1, \dots, n$", position="bottom right",
+    pgm.add_plate([0.45, 0.2, 2.1, 1.35], label=r"$i = 1, \dots, N$", position="bottom right",
                   fontsize=8)
     return _rendered(pgm)
 
