@@ -314,6 +314,7 @@ class Rendered:
     aborted: list[str]
     missing_mathjax: list[str]
     page_errors: list[str]
+    console_errors: list[str]
     screenshot: Path
     newer_sources: list[str]
 
@@ -330,6 +331,8 @@ class Rendered:
             lines.append(f"MathJax files not in node_modules: {self.missing_mathjax}")
         if self.page_errors:
             lines.append(f"script errors on the page: {self.page_errors[:5]}")
+        if self.console_errors:
+            lines.append(f"errors in the console: {self.console_errors[:5]}")
         return "\n".join(lines)
 
 
@@ -375,8 +378,36 @@ FACTS_JS = r"""
     }
     if (/\\\(|\\\[/.test(value)) rawTex.push(value.trim().slice(0, 120));
   }
+  // Text the reader sees as TeX: a $...$ pair or a \command outside math, code and code
+  // output (Markdown outputs, tables and bibliography entries included).
+  const rawTex = [];
+  const notProse = 'pre, code, .highlight, mjx-container, .math, script, style';
+  const texWalker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  for (let node = texWalker.nextNode(); node; node = texWalker.nextNode()) {
+    if (node.parentElement.closest(notProse)) continue;
+    const value = node.nodeValue;
+    if (/\$[^$\n]+\$/.test(value) || /\\[A-Za-z]{2,}/.test(value)) {
+      rawTex.push(value.trim().slice(0, 120));
+    }
+  }
+  // Display equations wider than the room they are given (clipped, or only seen by scrolling).
+  const column = article.getBoundingClientRect().width;
+  const displayOverflow = all('mjx-container[display="true"]').map((el) => {
+    const inner = el.querySelector('mjx-math') || el;
+    return {tex: text(el.closest('.math') || el).slice(0, 80),
+      width: Math.round(inner.getBoundingClientRect().width),
+      room: Math.round(Math.min(el.getBoundingClientRect().width, column))};
+  }).filter((eq) => eq.width > eq.room + 1);
   return {
     url: location.href,
+    rawTexText: rawTex.slice(0, 5),
+    displayOverflow,
+    widgetScripts: document.querySelectorAll(
+      'script[type^="application/vnd.jupyter.widget"]').length,
+    progressLines: all('.cell_output pre').map(text).filter((s) => /\d+%\|.{10}\|/.test(s)),
+    solutionMarkers: all('.cell_input').map(text)
+      .filter((s) => /### (BEGIN|END) (SOLUTION|HIDDEN TESTS)/.test(s)).map((s) => s.slice(0, 80)),
+    bibLabels: all('.citation > .label').map(text),
     mathjaxVersion: window.MathJax && MathJax.version,
     mathElements: mathElements.length,
     untypeset: mathElements.filter((el) => !el.querySelector('mjx-container')).map(text),
@@ -439,6 +470,15 @@ def route_offline(route: Any, base: str, aborted: list[str], missing: list[str])
     route.fulfill(path=str(path))
 
 
+def record_console_error(message: Any, errors: list[str]) -> None:
+    """Keep the console's errors; a failed request names its address (an aborted non-local
+    request shows as 'Failed to load resource: net::ERR_FAILED')."""
+    if message.type != "error":
+        return
+    where = (message.location or {}).get("url", "")
+    errors.append(f"{message.text} ({where})" if where else message.text)
+
+
 def render(browser: Any, base: str, page: SourcePage) -> Rendered:
     """Load one page, wait for MathJax, save a screenshot, collect the DOM facts."""
     if not page.html.exists():
@@ -450,10 +490,12 @@ def render(browser: Any, base: str, page: SourcePage) -> Rendered:
     aborted: list[str] = []
     missing: list[str] = []
     errors: list[str] = []
+    console: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.route("**/*", lambda route: route_offline(route, base, aborted, missing))
     tab = context.new_page()
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: record_console_error(message, console))
     screenshot = SCREENSHOTS / f"{page.name}.png"
     try:
         tab.goto(f"{base}/{page.file}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
@@ -476,7 +518,7 @@ def render(browser: Any, base: str, page: SourcePage) -> Rendered:
         facts["stillFolded"] = tab.evaluate(UNFOLDED_JS)
     finally:
         context.close()
-    return Rendered(facts, aborted, missing, errors, screenshot, newer_sources(page))
+    return Rendered(facts, aborted, missing, errors, console, screenshot, newer_sources(page))
 
 
 def newer_sources(page: SourcePage) -> list[str]:
@@ -630,3 +672,219 @@ def test_bibliography_lists_the_cited_works(rendered: Any, page: SourcePage):
     }
     dangling = sorted(cited - set(entries))
     assert not dangling, f"citations link to entries missing from {page.file}: {dangling}"
+
+
+# --- What a reader meets on every page: no script errors, no TeX as text, whole equations ----
+
+
+@pytest.mark.parametrize("page", **by_name(PAGES))
+def test_no_script_or_console_errors(rendered: Any, page: SourcePage):
+    shown = rendered(page)
+    assert not shown.page_errors and not shown.console_errors, (
+        f"errors while {page.file} loads: {shown.page_errors + shown.console_errors}\n"
+        f"{shown.context()}"
+    )
+
+
+@pytest.mark.parametrize("page", **by_name(PAGES))
+def test_no_tex_shown_as_text(rendered: Any, page: SourcePage):
+    shown = rendered(page)
+    assert not shown.facts["rawTexText"], (
+        f"TeX shown as text on {page.file} (outside math; a {{ref}} title, a table cell "
+        f"written by a cell, a .bib title?): {shown.facts['rawTexText']}\n{shown.context()}"
+    )
+
+
+@pytest.mark.parametrize("page", **by_name(CHAPTERS))
+def test_display_equations_fit_the_column(rendered: Any, page: SourcePage):
+    """At desktop width every display equation is seen whole; split long ones with aligned."""
+    shown = rendered(page)
+    assert not shown.facts["displayOverflow"], (
+        f"display equations on {page.file} wider than the text column (px): "
+        f"{shown.facts['displayOverflow']}; break them over lines (aligned, multline)\n"
+        f"{shown.context()}"
+    )
+
+
+@pytest.mark.parametrize("page", **by_name(CHAPTERS))
+def test_solutions_show_no_nbgrader_markers(rendered: Any, page: SourcePage):
+    markers = rendered(page).facts["solutionMarkers"]
+    assert not markers, (
+        f"nbgrader's marker lines shown in code cells on {page.file}: {markers} "
+        "(vicourse.course.website strips them; is it in _config.yml's extra_extensions?)"
+    )
+
+
+@pytest.mark.parametrize("page", **by_name(NOTEBOOKS))
+def test_progress_bars_are_text(rendered: Any, page: SourcePage):
+    facts = rendered(page).facts
+    assert facts["widgetScripts"] == 0, (
+        f"{page.file} still carries {facts['widgetScripts']} ipywidgets scripts (a widget that "
+        "needs a widget manager from a CDN); progress bars should be shown as text"
+    )
+    uses_tqdm = any("tqdm(" in src and not (tags & NOT_SHOWN) for src, tags in page.code_cells)
+    if uses_tqdm:
+        assert facts["progressLines"], f"{page.file} runs tqdm but shows no progress line"
+
+
+@pytest.mark.parametrize("page", **by_name(BIBLIOGRAPHIES))
+def test_bibliography_labels_are_author_year(rendered: Any, page: SourcePage):
+    labels = rendered(page).facts["bibLabels"]
+    assert labels, f"no labelled entries on {page.file}"
+    numeric = [label for label in labels if not re.fullmatch(r"\[.+, \d{4}[a-z]?\]", label)]
+    assert not numeric, (
+        f"bibliography labels that are not 'Author, year' (the citations are): {numeric[:5]}"
+    )
+
+
+# --- Navigation on a phone and a desktop ------------------------------------------------------
+
+NAV_PAGE = next((p for p in CHAPTERS if p.file.endswith("/elbo")), CHAPTERS[0])
+
+# Whether a link of the chapter menu / of the page contents is on screen and not covered.
+NAV_JS = r"""
+() => {
+  const reachable = (selector) => [...document.querySelectorAll(selector)].some((a) => {
+    const r = a.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1 || r.left >= innerWidth || r.right <= 0) return false;
+    if (r.top < 0 || r.bottom > innerHeight) return false;
+    const hit = document.elementFromPoint(r.left + Math.min(8, r.width / 2), r.top + r.height / 2);
+    return Boolean(hit) && (hit === a || a.contains(hit) || hit.contains(a));
+  });
+  const main = document.querySelector('.bd-article-container') || document.querySelector('main');
+  return {
+    menu: reachable('.bd-sidebar-primary a.reference'),
+    contents: reachable('.bd-sidebar-secondary a.reference, .bd-toc-nav a'),
+    articleLeft: Math.round(main.getBoundingClientRect().left),
+  };
+}
+"""
+
+# At phone width a long equation may not fit; then it must scroll sideways, never be cut off.
+CLIPPED_MATH_JS = r"""
+() => [...document.querySelectorAll('mjx-container[display="true"]')].filter((el) => {
+  const inner = (el.querySelector('mjx-math') || el).getBoundingClientRect().width;
+  if (inner <= el.getBoundingClientRect().width + 1) return false;
+  for (let node = el; node && node !== document.body; node = node.parentElement) {
+    const style = getComputedStyle(node);
+    if (['auto', 'scroll'].includes(style.overflowX) && node.scrollWidth > node.clientWidth) {
+      return false;
+    }
+  }
+  return true;
+}).map((el) => (el.closest('.math') || el).textContent.trim().slice(0, 80))
+"""
+
+
+def open_tab(browser: Any, site: str, width: int, height: int, phone: bool) -> tuple[Any, Any]:
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, is_mobile=phone, has_touch=phone
+    )
+    aborted: list[str] = []
+    missing: list[str] = []
+    context.route("**/*", lambda route: route_offline(route, site, aborted, missing))
+    tab = context.new_page()
+    tab.goto(f"{site}/{NAV_PAGE.file}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+    tab.wait_for_timeout(300)
+    return context, tab
+
+
+def visible_button(tab: Any, kind: str) -> Any:
+    """The on-screen ☰ (kind 'primary') or page-contents (kind 'secondary') button."""
+    buttons = [b for b in tab.query_selector_all(f".{kind}-toggle") if b.is_visible()]
+    assert buttons, f"no visible .{kind}-toggle button on {NAV_PAGE.file}"
+    return buttons[0]
+
+
+def test_phone_menu_and_contents_open(browser: Any, site: str):
+    for kind, opens in (("primary", "menu"), ("secondary", "contents")):
+        context, tab = open_tab(browser, site, 390, 844, phone=True)
+        try:
+            before = tab.evaluate(NAV_JS)
+            assert not before[opens], f"at 390 px the {opens} is on screen before any tap"
+            visible_button(tab, kind).tap()
+            tab.wait_for_timeout(600)  # the sidebar slides in
+            after = tab.evaluate(NAV_JS)
+            assert after[opens], (
+                f"at 390 px, tapping the {kind} button of {NAV_PAGE.file} did not open the "
+                f"{opens} (theme versions? see requirements.txt): {before} -> {after}"
+            )
+        finally:
+            context.close()
+
+
+def test_phone_long_equations_scroll_instead_of_being_cut(browser: Any, site: str):
+    context, tab = open_tab(browser, site, 390, 844, phone=True)
+    try:
+        tab.wait_for_function(
+            "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        tab.evaluate("() => MathJax.startup.promise.then(() => true)")
+        clipped = tab.evaluate(CLIPPED_MATH_JS)
+    finally:
+        context.close()
+    assert not clipped, f"equations cut off at 390 px on {NAV_PAGE.file}: {clipped}"
+
+
+def test_desktop_menu_button_collapses_the_sidebar(browser: Any, site: str):
+    context, tab = open_tab(browser, site, 1280, 900, phone=False)
+    try:
+        shown = tab.evaluate(NAV_JS)
+        assert shown["menu"], f"at 1280 px the chapter menu of {NAV_PAGE.file} is not shown"
+        visible_button(tab, "primary").click()
+        tab.wait_for_timeout(600)
+        collapsed = tab.evaluate(NAV_JS)
+        assert not collapsed["menu"] and collapsed["articleLeft"] < shown["articleLeft"], (
+            f"at 1280 px the ☰ button did not collapse the sidebar: {shown} -> {collapsed}"
+        )
+        visible_button(tab, "primary").click()
+        tab.wait_for_timeout(600)
+        assert tab.evaluate(NAV_JS)["menu"], "a second click on ☰ did not bring the menu back"
+    finally:
+        context.close()
+
+
+# --- Search -----------------------------------------------------------------------------------
+
+SEARCH_TERM = "bound"  # appears next to inline math in many chapters
+
+SEARCH_JS = r"""
+() => {
+  const snippets = [...document.querySelectorAll('#search-results p.context')];
+  const raw = [];
+  for (const snippet of snippets) {
+    const copy = snippet.cloneNode(true);
+    copy.querySelectorAll('mjx-container').forEach((el) => el.remove());
+    const value = copy.textContent;
+    if (/\\\(|\\\)|\\[A-Za-z]{2,}|\$[^$]+\$/.test(value)) raw.push(value.slice(0, 160));
+  }
+  return {snippets: snippets.length, typeset: document.querySelectorAll(
+    '#search-results p.context mjx-container').length, raw};
+}
+"""
+
+
+def test_search_snippets_show_typeset_math(browser: Any, site: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    aborted: list[str] = []
+    missing: list[str] = []
+    context.route("**/*", lambda route: route_offline(route, site, aborted, missing))
+    tab = context.new_page()
+    try:
+        tab.goto(f"{site}/search.html?q={SEARCH_TERM}", wait_until="load")
+        tab.wait_for_function(
+            "() => document.querySelectorAll('#search-results li').length > 0 && "
+            "[...document.querySelectorAll('#search-results li')]"
+            ".every((li) => li.querySelector('p.context'))",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+        tab.wait_for_function("() => window.MathJax && MathJax.startup", timeout=PAGE_TIMEOUT_MS)
+        tab.evaluate("() => MathJax.startup.promise.then(() => true)")
+        tab.wait_for_timeout(1000)  # snippets are typeset as they arrive
+        found = tab.evaluate(SEARCH_JS)
+    finally:
+        context.close()
+    assert found["snippets"] > 0, f"searching {SEARCH_TERM!r} gave no snippets"
+    assert not found["raw"], f"search snippets with TeX shown as text: {found['raw']}"
+    assert found["typeset"] > 0, f"no snippet for {SEARCH_TERM!r} shows typeset math"
