@@ -15,6 +15,11 @@ module turns a chapter (``book/<name>.md``) into ``book/<name>.ipynb``:
 
 ``python -m vicourse.course.colab`` writes every chapter's notebook after a book build;
 ``python -m vicourse.course.colab --check`` fails when one is missing or stale.
+
+A chapter that cannot run in Colab (``NO_COLAB``) gets no notebook. As a Sphinx extension
+(``_config.yml``), this module also removes the Colab button of every page without a Colab
+notebook: sphinx-book-theme would otherwise point it at the ``.md`` file, which Colab cannot
+open.
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ from nbformat import NotebookNode
 from vicourse.course.exercises import Block, find_root, markdown_blocks
 from vicourse.course.show import METADATA_KEY, MIME, source_markdown
 
+# Chapters without a Colab notebook or button, and why. Colab installs the package from the
+# repository (not editable, no requirements.txt) and runs the notebook in a folder without the
+# book; tests/test_colab_path.py does the same with every other chapter.
+NO_COLAB = {
+    "book/instructors": "it runs the course commands (student versions, grading) on the book's "
+                        "own chapter sources, book/*.md, and needs the instructor tools "
+                        "(pip install '.[instructor]'): run it in a clone of the repository",
+}
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 PROOF_KINDS = {"theorem": "Theorem", "lemma": "Lemma", "proposition": "Proposition",
                "corollary": "Corollary", "definition": "Definition", "remark": "Remark",
@@ -450,9 +463,10 @@ def glue_values(glue_file: Path) -> dict[str, str]:
 
 
 def chapters(book: Book, names: Sequence[str] = ()) -> list[str]:
-    """The pages of the book that are notebooks (have a kernel), or those named."""
-    pages = [p for p in book.pages
-             if "kernelspec:" in (book.root / f"{p}.md").read_text("utf-8").split("\n---", 1)[0]]
+    """The pages of the book that are notebooks (have a kernel) and run in Colab, or those
+    named."""
+    pages = [p for p in book.pages if p not in NO_COLAB
+             and "kernelspec:" in (book.root / f"{p}.md").read_text("utf-8").split("\n---", 1)[0]]
     if names:
         unknown = [n for n in names if f"book/{Path(n).stem}" not in pages]
         if unknown:
@@ -483,6 +497,9 @@ def dumps(notebook: NotebookNode) -> str:
 def problems(book: Book, page: str) -> list[str]:
     """What is wrong with the committed Colab notebook of ``page`` (empty when current)."""
     target = book.root / f"{page}.ipynb"
+    if page in NO_COLAB:
+        return [f"{target.name} exists, but {page} has no Colab notebook: {NO_COLAB[page]}; "
+                "delete it"] if target.exists() else []
     if not target.exists():
         return [f"{target.name} is missing"]
     committed = target.read_text(encoding="utf-8")
@@ -515,6 +532,32 @@ def myst_leftovers(notebook: dict) -> list[str]:
     return found
 
 
+# --- the website: a Colab button only where a Colab notebook is -------------------------
+
+
+def remove_colab_button(app, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Drop the Colab launch button of a page that has no ``<page>.ipynb`` beside its source
+    (``html-page-context``, after sphinx-book-theme has added its launch buttons)."""
+    source = Path(app.srcdir) / pagename
+    if source.with_suffix(".ipynb").exists() or not source.with_suffix(".md").exists():
+        return
+    kept = []
+    for button in context.get("header_buttons", []):
+        if button.get("label") == "launch-buttons":
+            button = {**button, "buttons": [b for b in button.get("buttons", [])
+                                            if b.get("text") != "Colab"]}
+            if not button["buttons"]:
+                continue
+        kept.append(button)
+    context["header_buttons"] = kept
+
+
+def setup(app) -> dict:
+    """Sphinx extension: no Colab button on pages without a Colab notebook."""
+    app.connect("html-page-context", remove_colab_button, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vicourse.course.colab", description=__doc__
                                      .split("\n\n")[0])
@@ -529,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     book = Book.read(root)
     pages = chapters(book, args.chapters)
     if args.check:
-        found = [problem for page in pages for problem in problems(book, page)]
+        stray = [page for page in NO_COLAB if page in book.pages and not args.chapters]
+        found = [problem for page in pages + stray for problem in problems(book, page)]
         for problem in found:
             print(problem, file=sys.stderr)
         if found:
