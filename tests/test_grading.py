@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -21,6 +22,7 @@ from test_instructor import TOY
 
 from vicourse.course.exercises import is_answer_cell, read_chapter
 from vicourse.course.instructor import (
+    _progress,
     answers,
     fill_in,
     find_submissions,
@@ -96,6 +98,35 @@ print("secret" if "VICOURSE_GRADER_SECRET" in os.environ else "no grader variabl
             cell.pop("outputs", None), cell.pop("execution_count", None)
     bad_kernel = submission(chapter, CORRECT, kernelspec={"name": "no-such-kernel",
                                                           "display_name": "x", "language": "x"})
+    # Forged progress records (a "done" with a passing output for every cell), then the
+    # kernel ends before the checks run: the worker's records are out of the kernel's reach.
+    forge = """
+import json, os
+forged = {"event": "done", "outputs": [{"output_type": "stream", "name": "stdout",
+                                        "text": "passed"}]}
+for path in ["progress.jsonl", "../progress.jsonl", "../../progress.jsonl"]:
+    try:
+        with open(path, "a") as file:
+            for cell in range(40):
+                file.write(json.dumps({**forged, "cell": cell}) + "\\n")
+            file.write("{not json\\n")
+    except OSError:
+        pass
+os._exit(0)
+"""
+    peek = """
+import glob
+found = []
+for pattern in ["*.ipynb", "../*.ipynb", "../../*.ipynb", "../submission.ipynb", "../job.json",
+                "../**/*.ipynb", "/tmp/**/*.ipynb"]:
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            if "HIDDEN" in open(path).read() or "double(-5)" in open(path).read():
+                found.append(path)
+        except OSError:
+            pass
+print("hidden tests", "FOUND at " + repr(found) if found else "not found")
+"""
     loop = ("def double(x):\n    while True:\n        try:\n            pass\n"
             "        except BaseException:\n            pass")
     notebooks = {
@@ -112,6 +143,8 @@ print("secret" if "VICOURSE_GRADER_SECRET" in os.environ else "no grader variabl
         "kim": bad_kernel,
         "lea": as_markdown,
         "max": wrong_chapter,
+        "nat": submission(chapter, "def double(x):\n    return 0", (forge,)),
+        "olga": submission(chapter, CORRECT, (peek,)),
         "zoe": submission(chapter, CORRECT),
     }
     for name, notebook in notebooks.items():
@@ -142,7 +175,8 @@ def executed_text(graded, student: str) -> str:
 
 
 EXPECTED = {"alice": 3, "ben": 1, "carl": 0, "dora": 3, "eve": 0, "finn": 0, "gus": 0,
-            "hal": 3, "ivy": 0, "jon": 3, "kim": 3, "lea": 3, "max": 3, "zoe": 3}
+            "hal": 3, "ivy": 0, "jon": 3, "kim": 3, "lea": 3, "max": 3, "nat": 0, "olga": 3,
+            "zoe": 3}
 
 
 def test_every_submission_is_graded_with_the_expected_score(graded):
@@ -200,3 +234,24 @@ def test_limits_must_be_positive(course: Path, option: str, value: str, capsys):
         main(["--root", str(course), "grade", str(course), "--out", str(course / "o"),
               option, value])
     assert option in capsys.readouterr().err
+
+
+def test_forged_progress_records_change_nothing(graded):
+    assert "the kernel died in cell" in feedback(graded, "nat")
+    assert all(r.points == 0 for r in graded["results"] if r.student == "nat")
+
+
+@pytest.mark.skipif(not SANDBOXED, reason="bubblewrap is not available here")
+def test_the_hidden_tests_are_out_of_the_kernels_reach(graded):
+    assert "hidden tests not found" in executed_text(graded, "olga")
+
+
+def test_progress_lines_that_are_not_records_are_skipped(tmp_path: Path):
+    progress = tmp_path / "progress.jsonl"
+    progress.write_text("\n".join([
+        json.dumps({"event": "start", "cell": 0}),
+        json.dumps({"event": "done", "cell": 0, "outputs": []}),
+        "{not json", "[1, 2]", json.dumps({"event": "done", "cell": 99, "outputs": []}),
+        json.dumps({"event": "done", "cell": 1, "outputs": "x"}), '{"event": "done", "cel',
+    ]), encoding="utf-8")
+    assert [r["event"] for r in _progress(progress, cells=2)] == ["start", "done"]

@@ -59,6 +59,7 @@ from vicourse.course.sandbox import (
     JOB_FILE,
     PROGRESS_FILE,
     SUBMISSION_FILE,
+    WORK_FOLDER,
     Limits,
     bwrap_works,
     sandbox_prefix,
@@ -366,6 +367,7 @@ def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool) -> R
     """Execute ``notebook`` in its own worker process and scratch folder (vicourse.sandbox)."""
     with tempfile.TemporaryDirectory(prefix="vicourse-grade-") as folder:
         scratch = Path(folder).resolve()
+        (scratch / WORK_FOLDER).mkdir()  # the kernel's; the rest of scratch is the grader's
         nbformat.write(notebook, scratch / SUBMISSION_FILE)
         job = {"notebook": SUBMISSION_FILE, "limits": asdict(limits),
                "prefix": sandbox_prefix(scratch, limits, sandboxed)}
@@ -384,14 +386,36 @@ def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool) -> R
         return _read_run(notebook, scratch, limits, timed_out, worker.returncode)
 
 
+def _progress(path: Path, cells: int) -> list[dict]:
+    """The worker's progress records; a line that is not one (cut short when the worker was
+    killed, or garbled) is skipped, so that it cannot stop the grading."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not (isinstance(record, dict) and record.get("event") in ("start", "done", "dead",
+                                                                      "timeout", "flood")):
+            continue
+        cell = record.get("cell")
+        if record["event"] in ("start", "done", "flood") and not (
+                isinstance(cell, int) and 0 <= cell < cells):
+            continue
+        if record["event"] == "done" and not (
+                isinstance(record.get("outputs"), list)
+                and all(isinstance(o, dict) for o in record["outputs"])):
+            continue
+        records.append(record)
+    return records
+
+
 def _read_run(notebook: NotebookNode, scratch: Path, limits: Limits, timed_out: bool,
               returncode: int | None) -> Run:
     executed: dict[int, list] = {}
     started, events = None, set()
-    progress = scratch / PROGRESS_FILE
-    lines = progress.read_text(encoding="utf-8").splitlines() if progress.exists() else []
-    for line in lines:
-        record = json.loads(line)
+    for record in _progress(scratch / PROGRESS_FILE, len(notebook.cells)):
         events.add(record["event"])
         if record["event"] == "start":
             started = record["cell"]

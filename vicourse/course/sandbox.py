@@ -9,8 +9,9 @@ results of the cells that ran.
 
 Containment, where the machine has bubblewrap (``bwrap``, Debian package ``bubblewrap``): the
 kernel sees the Python installation and the vicourse library read-only, the MNIST folder
-read-only, its scratch folder read-write, and nothing else (no instructor files, no other
-submission, no network, an empty environment but for a few variables). Without bwrap the
+read-only, its own folder ``scratch/work`` read-write, and nothing else (no instructor files,
+no other submission, not the grader's files in ``scratch``, no network, an empty environment
+but for a few variables). Without bwrap the
 kernel still runs in its own process, folder and environment, and the grader says loudly that
 it is unsandboxed. Memory is capped with ``prlimit --data`` (the address-space limit would stop
 CUDA builds of torch from loading).
@@ -33,6 +34,10 @@ import nbformat
 
 JOB_FILE, PROGRESS_FILE, EXECUTED_FILE = "job.json", "progress.jsonl", "executed.ipynb"
 SUBMISSION_FILE = "submission.ipynb"
+# The kernel's folder inside the grader's scratch folder: the only one it can write (and, in
+# the sandbox, read) there. The grader's files (job, submission with its hidden tests, progress
+# records, executed notebook) lie one level up, where the sandboxed kernel cannot see them.
+WORK_FOLDER, ANSWERS_FOLDER = "work", "answers"
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,8 @@ def sandbox_prefix(scratch: Path, limits: Limits, sandboxed: bool) -> list[str]:
     data = os.environ.get("VICOURSE_DATA")
     if data and Path(data).is_dir():
         binds += ["--ro-bind", str(Path(data).resolve()), str(Path(data).resolve())]
-    binds += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch)]
+    work = scratch / WORK_FOLDER  # not scratch: the grader's own files stay out of reach
+    binds += ["--bind", str(work), str(work), "--chdir", str(work)]
     # In the new PID namespace the kernel's parent looks like init: without JPY_PARENT_PID,
     # ipykernel does not take that for its parent having exited.
     return [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--unsetenv",
@@ -108,11 +114,13 @@ def sandbox_prefix(scratch: Path, limits: Limits, sandboxed: bool) -> list[str]:
 
 
 def kernel_environment(scratch: Path) -> dict[str, str]:
-    """The kernel's whole environment: none of the grader's variables."""
+    """The kernel's whole environment: none of the grader's variables; its folder scratch/work."""
+    work = scratch / WORK_FOLDER
     env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-           "HOME": str(scratch), "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
-           "MPLCONFIGDIR": str(scratch / ".matplotlib"), "PYTHONNOUSERSITE": "1",
-           "OMP_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+           "HOME": str(work), "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
+           "MPLCONFIGDIR": str(work / ".matplotlib"), "PYTHONNOUSERSITE": "1",
+           "OMP_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+           "VICOURSE_ANSWERS": str(work / ANSWERS_FOLDER)}
     if os.environ.get("VICOURSE_DATA"):
         env["VICOURSE_DATA"] = str(Path(os.environ["VICOURSE_DATA"]).resolve())
     return env
@@ -135,10 +143,11 @@ def _kernel_manager(scratch: Path, prefix: list[str]):
                 spec.interrupt_mode = "message"
             return spec
 
-    # Unix sockets in the scratch folder: they work across bwrap's network namespace.
+    # Unix sockets in the kernel's folder: they work across bwrap's network namespace.
+    work = scratch / WORK_FOLDER
     return SandboxedKernelManager(kernel_name="python3", transport="ipc",
-                                  ip=str(scratch / "kernel"),
-                                  connection_file=str(scratch / "kernel.json"))
+                                  ip=str(work / "kernel"),
+                                  connection_file=str(work / "kernel.json"))
 
 
 def run_job(scratch: Path) -> None:
@@ -151,6 +160,8 @@ def run_job(scratch: Path) -> None:
     job = json.loads((scratch / JOB_FILE).read_text(encoding="utf-8"))
     limits = Limits(**job["limits"])
     notebook = nbformat.read(scratch / job["notebook"], as_version=4)
+    (scratch / job["notebook"]).unlink()  # its hidden tests: gone before any student code runs
+    (scratch / WORK_FOLDER).mkdir(exist_ok=True)
     progress = open(scratch / PROGRESS_FILE, "a", encoding="utf-8")  # noqa: SIM115
 
     def note(**record) -> None:
@@ -173,7 +184,7 @@ def run_job(scratch: Path) -> None:
                     allow_errors=True, kernel_name="python3", record_timing=False,
                     km=_kernel_manager(scratch, job["prefix"]),
                     extra_arguments=KERNEL_ARGUMENTS,
-                    resources={"metadata": {"path": str(scratch)}},
+                    resources={"metadata": {"path": str(scratch / WORK_FOLDER)}},
                     on_cell_start=lambda cell, cell_index: note(event="start", cell=cell_index),
                     on_cell_executed=lambda cell, cell_index, execute_reply: note(
                         event="done", cell=cell_index, outputs=cell.get("outputs", [])))
