@@ -33,6 +33,109 @@ from vicourse.course.instructor import (
 )
 from vicourse.course.sandbox import Limits, bwrap_works
 
+# A chapter whose exercise has a reference answer in vicourse (log_mean_exp), named in the
+# answer cell's metadata: the grader withholds it from the student's kernel.
+TOYREF = """---
+jupytext:
+  formats: ipynb,md:myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+(chap-toyref)=
+# Toy with a reference
+
+```{code-cell} ipython3
+:tags: [exercise-setup]
+
+import torch
+```
+
+## Exercises
+
++++ {"minutes": 5}
+
+```{exercise} Log-mean-exp
+:label: ex-toyref-lme
+
+Write `my_log_mean_exp(log_w)`, the log of the mean of exp(log_w) over dimension 0.
+```
+
+````{solution-start} ex-toyref-lme
+:class: dropdown
+````
+
+```{code-cell} ipython3
+---
+mistake:
+  replace: " - math.log(log_w.shape[0])"
+  with: ""
+nbgrader:
+  grade: false
+  grade_id: ex-toyref-lme-answer
+  locked: false
+  schema_version: 3
+  solution: true
+  task: false
+reference: [vicourse.objectives.weights.log_mean_exp]
+---
+import math
+
+
+def my_log_mean_exp(log_w):
+    \"\"\"log mean exp over dim 0: (K, B) -> (B,).\"\"\"
+    ### BEGIN SOLUTION
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+    ### END SOLUTION
+```
+
+````{solution-end}
+````
+
+```{code-cell} ipython3
+---
+nbgrader:
+  grade: true
+  grade_id: ex-toyref-lme-shape
+  locked: true
+  points: 1
+  schema_version: 3
+  solution: false
+  task: false
+tags: [remove-cell]
+---
+from vicourse.course.checks import call_answer, check_close, check_shape
+from vicourse.objectives.weights import log_mean_exp
+
+_log_w = 3 * torch.randn(50, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+_what = "my_log_mean_exp on log weights of shape (50, 4)"
+check_shape(call_answer(my_log_mean_exp, _log_w, what=_what), (4,), what=_what)
+```
+
+```{code-cell} ipython3
+---
+nbgrader:
+  grade: true
+  grade_id: ex-toyref-lme-values
+  locked: true
+  points: 2
+  schema_version: 3
+  solution: false
+  task: false
+tags: [remove-cell]
+---
+check_close(call_answer(my_log_mean_exp, _log_w, what=_what), log_mean_exp(_log_w, dim=0),
+            what=_what, hint="the mean, not the sum")
+### BEGIN HIDDEN TESTS
+_log_w = torch.randn(7, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+check_close(call_answer(my_log_mean_exp, _log_w, what="hidden"), log_mean_exp(_log_w, dim=0),
+            what="my_log_mean_exp on log weights of shape (7, 3)")
+### END HIDDEN TESTS
+```
+"""
+
 LIMITS = Limits(cell_seconds=10, notebook_seconds=30, memory_mb=1024, output_kb=64)
 CORRECT = "def double(x):\n    return 2 * x"
 SANDBOXED = bwrap_works()
@@ -44,6 +147,7 @@ def course(tmp_path_factory) -> Path:
     (root / "book").mkdir()
     (root / "_toc.yml").write_text(yaml.safe_dump({"format": "jb-book", "root": "book/toy"}))
     (root / "book" / "toy.md").write_text(TOY, encoding="utf-8")
+    (root / "book" / "toyref.md").write_text(TOYREF, encoding="utf-8")
     return root
 
 
@@ -127,6 +231,60 @@ for pattern in ["*.ipynb", "../*.ipynb", "../../*.ipynb", "../submission.ipynb",
             pass
 print("hidden tests", "FOUND at " + repr(found) if found else "not found")
 """
+    wrong = "def double(x):\n    return x + 1"  # double(2) is an int: 1 point of 3
+    # The check helpers patched so that every comparison passes, in the kernel.
+    patch_checks = """
+import vicourse.course.checks as checks
+passing = lambda *args, **kwargs: print("✓ patched")
+checks.check_that = checks.check_close = checks.check_shape = passing
+checks.CheckFailed = type("Harmless", (Exception,), {})
+"""
+    # IPython skips the checks: a transformer replaces each check cell by a passing print.
+    skip_checks = """
+ip = get_ipython()
+def skip(lines):
+    if lines and lines[0].startswith("# Autograded check"):
+        return [lines[0], "print('✓ skipped')\\n"]
+    return lines
+ip.input_transformers_cleanup.append(skip)
+ip.events.register("pre_run_cell", lambda info: None)
+"""
+    # The reference answer, imported (or read, or unpickled from its compiled copy).
+    take_reference = """
+import glob, importlib.util, marshal, math, types
+import vicourse.objectives.weights as weights
+routes = {}
+def imported(log_w):
+    return weights.log_mean_exp(log_w, 0)
+def compiled(log_w):
+    pyc = glob.glob(weights.__file__.replace("weights.py", "__pycache__/weights.*.pyc"))[0]
+    module = types.ModuleType("w")
+    exec(marshal.loads(open(pyc, "rb").read()[16:]), module.__dict__)
+    return module.log_mean_exp(log_w, 0)
+def source(log_w):
+    module = types.ModuleType("w")
+    exec(open(weights.__file__).read(), module.__dict__)
+    return module.log_mean_exp(log_w, 0)
+my_log_mean_exp = imported
+for route in (imported, compiled, source):
+    try:
+        route(torch.zeros(2, 1))
+        routes[route.__name__] = "REACHED"
+        my_log_mean_exp = route
+    except Exception as error:
+        routes[route.__name__] = "blocked: " + type(error).__name__
+print("reference routes", routes)
+"""
+    # A wrong answer, with the reference patched in the kernel to agree with it.
+    patch_reference = """
+import torch
+import vicourse.objectives.weights as weights
+def my_log_mean_exp(log_w):
+    return torch.logsumexp(log_w, 0)
+weights.log_mean_exp = lambda log_w, dim=0: torch.logsumexp(log_w, dim)
+"""
+    toyref = read_chapter(course / "book" / "toyref.md")
+    toyref_student = student_notebook(toyref)
     loop = ("def double(x):\n    while True:\n        try:\n            pass\n"
             "        except BaseException:\n            pass")
     notebooks = {
@@ -145,6 +303,11 @@ print("hidden tests", "FOUND at " + repr(found) if found else "not found")
         "max": wrong_chapter,
         "nat": submission(chapter, "def double(x):\n    return 0", (forge,)),
         "olga": submission(chapter, CORRECT, (peek,)),
+        "pat": submission(chapter, wrong, (patch_checks,)),
+        "quin": submission(chapter, wrong, (skip_checks,)),
+        "ria": fill_in(toyref_student, {"ex-toyref-lme-answer": take_reference}),
+        "sam": fill_in(toyref_student, {"ex-toyref-lme-answer": patch_reference}),
+        "tia": fill_in(toyref_student, answers(toyref)),
         "zoe": submission(chapter, CORRECT),
     }
     for name, notebook in notebooks.items():
@@ -152,7 +315,8 @@ print("hidden tests", "FOUND at " + repr(found) if found else "not found")
     before_course, before_inbox = fingerprint(course), fingerprint(inbox)
     os.environ["VICOURSE_GRADER_SECRET"] = "do not leak"
     try:
-        results = grade([inbox], out, [chapter_file], exercises_only=True, limits=LIMITS, jobs=2)
+        results = grade([inbox], out, [chapter_file, course / "book" / "toyref.md"],
+                        exercises_only=True, limits=LIMITS, jobs=2)
     finally:
         del os.environ["VICOURSE_GRADER_SECRET"]
         listener.close()
@@ -176,7 +340,7 @@ def executed_text(graded, student: str) -> str:
 
 EXPECTED = {"alice": 3, "ben": 1, "carl": 0, "dora": 3, "eve": 0, "finn": 0, "gus": 0,
             "hal": 3, "ivy": 0, "jon": 3, "kim": 3, "lea": 3, "max": 3, "nat": 0, "olga": 3,
-            "zoe": 3}
+            "pat": 1, "quin": 0, "ria": 0 if SANDBOXED else 3, "sam": 1, "tia": 3, "zoe": 3}
 
 
 def test_every_submission_is_graded_with_the_expected_score(graded):
@@ -255,3 +419,24 @@ def test_progress_lines_that_are_not_records_are_skipped(tmp_path: Path):
         json.dumps({"event": "done", "cell": 1, "outputs": "x"}), '{"event": "done", "cel',
     ]), encoding="utf-8")
     assert [r["event"] for r in _progress(progress, cells=2)] == ["start", "done"]
+
+
+def test_patched_check_helpers_change_no_verdict(graded):
+    assert "✗ double(3)" in feedback(graded, "pat")  # scored as the honest wrong answer
+    assert "✓ patched" not in executed_text(graded, "pat").split("Autograded check")[-1]
+
+
+def test_check_cells_skipped_by_ipython_score_zero(graded):
+    assert "did not get this far in your notebook" in feedback(graded, "quin")
+
+
+@pytest.mark.skipif(not SANDBOXED, reason="bubblewrap is not available here")
+def test_the_reference_answer_is_withheld(graded):
+    printed = executed_text(graded, "ria")
+    for route in ("imported", "compiled", "source"):
+        assert f"'{route}': 'blocked: " in printed, printed[-3000:]
+    assert "is the reference answer of an exercise" in feedback(graded, "ria")
+
+
+def test_a_patched_reference_changes_no_verdict(graded):
+    assert "the mean, not the sum" in feedback(graded, "sam")

@@ -290,6 +290,16 @@ def _answer_errors(cell: NotebookNode, where: str, in_solution: bool) -> list[st
     if not regions:
         errors.append(f"{where}: mark the answer with ### BEGIN SOLUTION / ### END SOLUTION "
                       "inside the function body (the student version keeps the rest)")
+    reference = cell.metadata.get("reference", [])
+    if not (isinstance(reference, list) and all(isinstance(r, str) for r in reference)):
+        errors.append(f"{where}: reference must be a list of dotted names, e.g. reference: "
+                      "[vicourse.objectives.weights.log_mean_exp]")
+    else:
+        for name in reference:
+            if not _resolves(name):
+                errors.append(f"{where}: reference {name!r} names no function or method of "
+                              "vicourse: give vicourse.<module>.<function> or "
+                              "vicourse.<module>.<Class>.<method>")
     mistake = cell.metadata.get("mistake", {})
     if not (isinstance(mistake, dict) and mistake.get("replace") and "with" in mistake):
         errors.append(f"{where}: give the answer cell a typical mistake in its metadata, "
@@ -299,3 +309,21 @@ def _answer_errors(cell: NotebookNode, where: str, in_solution: bool) -> list[st
         errors.append(f"{where}: mistake.replace must occur exactly once in the answer "
                       f"(between the SOLUTION markers): {mistake['replace']!r}")
     return errors
+
+
+def _resolves(dotted: str) -> bool:
+    """True if ``dotted`` names a function or method defined in a vicourse module's source."""
+    import importlib
+
+    parts = dotted.split(".")
+    if parts[0] != "vicourse" or len(parts) < 3:
+        return False
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            target = getattr(target, name, None)
+        return callable(target) and len(parts) - cut <= 2
+    return False

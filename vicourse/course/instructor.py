@@ -10,8 +10,9 @@ Two commands, run in the repository (or anywhere, when vicourse is installed edi
 ``_toc.yml`` with exercises): answers replaced by ``raise NotImplementedError()`` (nbgrader's
 ``ClearSolutions``), hidden tests removed (``ClearHiddenTests``), solution dropdowns and
 book-only solution checks removed, visible checks kept. ``grade`` puts the instructor's checks
-(hidden tests included) back into each submitted notebook, executes it (nbgrader's ``Execute``),
-scores each check as nbgrader does (``determine_grade``: an error is 0 points) and writes
+(hidden tests included) back into each submitted notebook, executes it in a sandbox where
+the check cells only record the answers, decides each check in a fresh process that never ran
+student code (:mod:`vicourse.course.verdict`: a failed check is 0 points) and writes
 ``DIR/scores.csv``, ``DIR/feedback.csv`` and the executed notebooks. ``exercises`` prints the
 table of exercises; ``check`` validates chapters against the exercise convention.
 """
@@ -33,7 +34,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -56,6 +57,7 @@ from vicourse.course.exercises import (
     tags,
 )
 from vicourse.course.sandbox import (
+    ANSWERS_FOLDER,
     JOB_FILE,
     PROGRESS_FILE,
     SUBMISSION_FILE,
@@ -64,6 +66,7 @@ from vicourse.course.sandbox import (
     bwrap_works,
     sandbox_prefix,
 )
+from vicourse.course.verdict import collecting_source
 
 PLACEHOLDER = "# YOUR CODE HERE (this part of the exercise is not autograded)\n"
 ANSWER_TEXT = "YOUR ANSWER HERE"
@@ -122,6 +125,7 @@ def _strip_solutions(chapter: Chapter) -> list[NotebookNode]:
                 cells.append(nbformat.v4.new_code_cell(PLACEHOLDER))
         elif SOLUTION_CHECK_TAG not in tags(cell):
             cell.metadata.pop("mistake", None)
+            cell.metadata.pop("reference", None)
             cells.append(cell)
     return cells
 
@@ -361,16 +365,43 @@ class Run:
     notebook: NotebookNode
     executed: dict[int, list]  # cell index -> outputs, for the cells that finished
     reason: str = ""  # why cells after the last finished one did not run ("" if all ran)
+    verdicts: dict[str, dict] = field(default_factory=dict)  # grade id -> vicourse.verdict's
 
 
-def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool) -> Run:
-    """Execute ``notebook`` in its own worker process and scratch folder (vicourse.sandbox)."""
+def references(chapter: Chapter) -> list[str]:
+    """The reference answers the chapter's answer cells name (metadata ``reference``): they
+    are withheld from the student's kernel while it is graded."""
+    return [name for cell in chapter.notebook.cells if is_answer_cell(cell)
+            for name in cell.metadata.get("reference", [])]
+
+
+def collecting_notebook(notebook: NotebookNode) -> NotebookNode:
+    """The notebook the student's kernel runs: each check cell only records the answers
+    (:func:`vicourse.course.verdict.collecting_source`); the verdict comes later."""
+    kernel = copy.deepcopy(notebook)
+    for cell in kernel.cells:
+        if is_check_cell(cell):
+            grade_id = nbgrader(cell)["grade_id"]
+            marker, _, body = cell.source.partition("\n")
+            cell.source = marker + "\n" + collecting_source(body, grade_id)
+    return kernel
+
+
+def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool,
+                   chapter: Chapter | None = None) -> Run:
+    """Execute ``notebook`` in its own worker process and scratch folder (vicourse.sandbox).
+
+    With a ``chapter``, the check cells only collect the answers in the student's kernel, and a
+    fresh grader process decides each check (:mod:`vicourse.course.verdict`).
+    """
     with tempfile.TemporaryDirectory(prefix="vicourse-grade-") as folder:
         scratch = Path(folder).resolve()
         (scratch / WORK_FOLDER).mkdir()  # the kernel's; the rest of scratch is the grader's
-        nbformat.write(notebook, scratch / SUBMISSION_FILE)
+        kernel = collecting_notebook(notebook) if chapter else notebook
+        nbformat.write(kernel, scratch / SUBMISSION_FILE)
         job = {"notebook": SUBMISSION_FILE, "limits": asdict(limits),
-               "prefix": sandbox_prefix(scratch, limits, sandboxed)}
+               "prefix": sandbox_prefix(scratch, limits, sandboxed,
+                                        references(chapter) if chapter else ())}
         (scratch / JOB_FILE).write_text(json.dumps(job), encoding="utf-8")
         log = open(scratch / "worker.log", "wb")  # noqa: SIM115 (closed below)
         worker = subprocess.Popen([sys.executable, "-m", "vicourse.course.sandbox", str(scratch)],
@@ -383,7 +414,33 @@ def run_submission(notebook: NotebookNode, limits: Limits, sandboxed: bool) -> R
             worker.wait()
             timed_out = True
         log.close()
-        return _read_run(notebook, scratch, limits, timed_out, worker.returncode)
+        run = _read_run(notebook, scratch, limits, timed_out, worker.returncode)
+        if chapter:
+            run.verdicts = _decide(chapter, scratch, limits)
+        return run
+
+
+def _decide(chapter: Chapter, scratch: Path, limits: Limits) -> dict[str, dict]:
+    """The verdicts of a fresh process that runs the chapter's checks on the recorded answers."""
+    answers = scratch / WORK_FOLDER / ANSWERS_FOLDER
+    if answers.is_symlink() or not answers.is_dir():  # written by the kernel: trust no link
+        answers = scratch / "no-answers"
+    out, folder = scratch / "verdicts.json", scratch / "verdict"
+    folder.mkdir()
+    try:
+        done = subprocess.run([sys.executable, "-m", "vicourse.course.verdict",
+                               str(chapter.path.resolve()), str(answers), str(out)],
+                              cwd=folder, capture_output=True, text=True, check=False,
+                              timeout=limits.notebook_seconds + 600,  # instructor's code
+                              env={**os.environ, "MPLBACKEND": "Agg"})
+    except subprocess.TimeoutExpired:
+        done = None
+    if done is None or done.returncode != 0 or not out.exists():
+        why = ("ran longer than the notebook limit + 600 s" if done is None
+               else (done.stderr.strip().splitlines() or ["no output"])[-1][:500])
+        print(f"the grader's checks of {chapter.name} failed: {why}", file=sys.stderr)
+        return {}
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _progress(path: Path, cells: int) -> list[dict]:
@@ -443,10 +500,19 @@ def _read_run(notebook: NotebookNode, scratch: Path, limits: Limits, timed_out: 
     return Run(result, executed, reason)
 
 
-def score(run: Run, chapter: Chapter, student: str, limits: Limits) -> list[CheckResult]:
-    """One result per check of the chapter, scored by nbgrader's ``determine_grade``."""
-    from nbgrader.utils import determine_grade
+def _outputs(verdict: dict) -> list[NotebookNode]:
+    """A check cell's outputs in the graded notebook: those of the grader's own run."""
+    outputs = []
+    if verdict["printed"]:
+        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=verdict["printed"]))
+    if verdict["error"]:
+        outputs.append(nbformat.v4.new_output("error", **verdict["error"]))
+    return outputs
 
+
+def score(run: Run, chapter: Chapter, student: str, limits: Limits) -> list[CheckResult]:
+    """One result per check of the chapter: its points if the grader's own run of the check
+    (:mod:`vicourse.course.verdict`) passed on the answers the student's kernel recorded."""
     found = {nbgrader(cell)["grade_id"]: (index, cell)
              for index, cell in enumerate(run.notebook.cells) if is_check_cell(cell)}
     results = []
@@ -457,9 +523,19 @@ def score(run: Run, chapter: Chapter, student: str, limits: Limits) -> list[Chec
                 points, feedback = 0.0, "the check did not run"
             elif index not in run.executed:
                 points, feedback = 0.0, f"the check did not run: {run.reason or 'not reached'}"
+            elif grade_id not in run.verdicts:
+                points, feedback = 0.0, "the grader could not decide this check (see its log)"
             else:
-                points = determine_grade(cell)[0] or 0.0
-                feedback = _feedback(cell, index + 1, limits)
+                verdict = run.verdicts[grade_id]
+                in_kernel = _feedback(cell, index + 1, limits)  # says if the cell timed out
+                cell.outputs = _outputs(verdict)
+                points = max_points if verdict["passed"] else 0.0
+                if verdict["passed"]:
+                    feedback = "passed"
+                elif "was stopped" in in_kernel:
+                    feedback = in_kernel
+                else:
+                    feedback = _feedback(cell, index + 1, limits)
             results.append(CheckResult(student, chapter.name, exercise.label, grade_id,
                                        float(points), max_points, feedback))
     return results
@@ -473,7 +549,8 @@ def grade_notebook(submission: NotebookNode, chapter: Chapter, student: str, *,
     notebook = grading_notebook(submission, chapter)
     if exercises_only:
         notebook = exercise_part(notebook, chapter)
-    run = run_submission(notebook, limits, bwrap_works() if sandboxed is None else sandboxed)
+    run = run_submission(notebook, limits, bwrap_works() if sandboxed is None else sandboxed,
+                         chapter)
     if run.reason:
         run.notebook.cells.append(nbformat.v4.new_markdown_cell(f"**Grader:** {run.reason}."))
     return score(run, chapter, student, limits), run.notebook

@@ -19,6 +19,8 @@ CUDA builds of torch from loading).
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import math
 import os
@@ -27,6 +29,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,8 +90,60 @@ def _python_folders() -> list[str]:
     return sorted(folder for folder in folders if Path(folder).exists())
 
 
-def sandbox_prefix(scratch: Path, limits: Limits, sandboxed: bool) -> list[str]:
-    """The command that the kernel's command is appended to: memory cap, and bwrap if used."""
+def _split_reference(dotted: str) -> tuple[Path, list[str]]:
+    """The file of the module that defines ``dotted`` (``vicourse.x.y.func`` or
+    ``vicourse.x.y.Class.method``), and the attribute path inside it."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        target: object = module
+        for name in parts[cut:]:
+            target = getattr(target, name)  # AttributeError: the name is wrong
+        return Path(module.__file__).resolve(), parts[cut:]
+    raise ImportError(f"no module in {dotted!r}")
+
+
+def withheld_source(source: str, references: Sequence[tuple[str, list[str]]]) -> str:
+    """A module's source with each reference's body replaced by a ``raise`` (no trace of it)."""
+    tree = ast.parse(source)
+    for dotted, path in references:
+        scope = tree.body
+        for depth, name in enumerate(path):
+            node = next(n for n in scope if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef
+                                                       | ast.ClassDef) and n.name == name)
+            if depth == len(path) - 1:
+                message = (f"{dotted} is the reference answer of an exercise: it is not "
+                           "available while notebooks are graded")
+                node.body = [ast.Raise(ast.Call(ast.Name("RuntimeError", ast.Load()),
+                                                [ast.Constant(message)], []), None)]
+            scope = node.body
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def withheld_binds(scratch: Path, references: Sequence[str]) -> list[str]:
+    """bwrap arguments that lay, over each module holding an exercise's reference answer, a
+    copy in which that reference only raises, and hide the module's compiled copies."""
+    by_file: dict[Path, list[tuple[str, list[str]]]] = {}
+    for dotted in references:
+        path, attributes = _split_reference(dotted)
+        by_file.setdefault(path, []).append((dotted, attributes))
+    binds = []
+    for number, (path, items) in enumerate(sorted(by_file.items())):
+        stub = scratch / f"withheld-{number}.py"
+        stub.write_text(withheld_source(path.read_text(encoding="utf-8"), items), encoding="utf-8")
+        binds += ["--ro-bind", str(stub), str(path)]
+        for compiled in sorted((path.parent / "__pycache__").glob(f"{path.stem}.*.pyc")):
+            binds += ["--ro-bind", "/dev/null", str(compiled)]
+    return binds
+
+
+def sandbox_prefix(scratch: Path, limits: Limits, sandboxed: bool,
+                   withheld: Sequence[str] = ()) -> list[str]:
+    """The command that the kernel's command is appended to: memory cap, and bwrap if used
+    (with the ``withheld`` reference answers replaced, see :func:`withheld_binds`)."""
     prefix = []
     if shutil.which("prlimit"):
         prefix = ["prlimit", f"--data={limits.memory_mb * 2**20}", "--"]
@@ -104,6 +159,7 @@ def sandbox_prefix(scratch: Path, limits: Limits, sandboxed: bool) -> list[str]:
     data = os.environ.get("VICOURSE_DATA")
     if data and Path(data).is_dir():
         binds += ["--ro-bind", str(Path(data).resolve()), str(Path(data).resolve())]
+    binds += withheld_binds(scratch, withheld)
     work = scratch / WORK_FOLDER  # not scratch: the grader's own files stay out of reach
     binds += ["--bind", str(work), str(work), "--chdir", str(work)]
     # In the new PID namespace the kernel's parent looks like init: without JPY_PARENT_PID,
