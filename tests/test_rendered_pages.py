@@ -380,14 +380,14 @@ FACTS_JS = r"""
   }
   // Text the reader sees as TeX: a $...$ pair or a \command outside math, code and code
   // output (Markdown outputs, tables and bibliography entries included).
-  const rawTex = [];
+  const texText = [];
   const notProse = 'pre, code, .highlight, mjx-container, .math, script, style';
   const texWalker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
   for (let node = texWalker.nextNode(); node; node = texWalker.nextNode()) {
     if (node.parentElement.closest(notProse)) continue;
     const value = node.nodeValue;
     if (/\$[^$\n]+\$/.test(value) || /\\[A-Za-z]{2,}/.test(value)) {
-      rawTex.push(value.trim().slice(0, 120));
+      texText.push(value.trim().slice(0, 120));
     }
   }
   // Display equations wider than the room they are given (clipped, or only seen by scrolling).
@@ -400,7 +400,7 @@ FACTS_JS = r"""
   }).filter((eq) => eq.width > eq.room + 1);
   return {
     url: location.href,
-    rawTexText: rawTex.slice(0, 5),
+    rawTexText: texText.slice(0, 5),
     displayOverflow,
     widgetScripts: document.querySelectorAll(
       'script[type^="application/vnd.jupyter.widget"]').length,

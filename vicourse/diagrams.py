@@ -139,7 +139,8 @@ def flow_composition() -> daft.PGM:
     for i, k in ((0, "1"), (1, "2"), (3, "K")):
         _text(pgm, 1.3 * i + 0.65, 0.6, rf"$-\log|\det J_{{f_{k}}}|$", fontsize=8)
     _text(pgm, 0, 1.45, r"$z_0 \sim q_0$")
-    _text(pgm, 2.6, 0.0, r"$\log q_K(z_K) = \log q_0(z_0) - \sum_{k=1}^K"
+    _text(pgm, 5.2, 1.45, r"$x = z_K$")
+    _text(pgm, 2.6, 0.0, r"$\log q(x) = \log q_0(z_0) - \sum_{k=1}^K"
           r" \log|\det J_{f_k}(z_{k-1})|$")
     return _rendered(pgm)
 
