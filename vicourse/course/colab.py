@@ -56,7 +56,7 @@ PROOF_KINDS = {"theorem": "Theorem", "lemma": "Lemma", "proposition": "Propositi
 ROLE = re.compile(r"(?<!`)\{(?P<name>[\w:-]+)\}`(?P<content>[^`]*)`")  # not in `code`
 SHOW_CELL = re.compile(r'^show\("(?P<dotted>vicourse(?:\.\w+)+)"\)\s*$')
 LABEL_LINE = re.compile(r"^\((?P<label>[\w-]+)\)=\s*$")
-EQ_LABEL = re.compile(r"^\$\$\s*\((?P<label>[\w-]+)\)\s*$")
+EQ_LABEL = re.compile(r"^(?P<indent>\s*)\$\$\s*\((?P<label>[\w-]+)\)\s*$")  # also in a list item
 HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*$")
 # What must not survive the conversion: a role, a directive fence, a target line.
 MYST_LEFTOVER = re.compile(r"(?<!`)\{[\w:-]+\}`|^(`{3,}|:{3,})\{|^\([\w-]+\)=\s*$", re.M)
@@ -295,7 +295,7 @@ class Converter:
             if eq := EQ_LABEL.match(line):
                 _, number = self.equation(eq["label"])
                 out[-1:] = [out[-1] + rf" \tag{{{number}}}"] if out else []
-                out.append("$$")
+                out.append(eq["indent"] + "$$")
                 continue
             out.append(self.convert_spans(line))
         return "\n".join(out)
