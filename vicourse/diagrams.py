@@ -43,9 +43,10 @@ class _CurvedEdge(daft.Edge):
         return ax.annotate("", xy=end, xytext=start, arrowprops=props)
 
 
-def _pgm(width: float, height: float, left: float = 0.0, bottom: float = 0.0) -> daft.PGM:
+def _pgm(width: float, height: float, left: float = 0.0, bottom: float = 0.0,
+         dpi: int = 150) -> daft.PGM:
     """An empty diagram showing the box [left, left + width] x [bottom, bottom + height]."""
-    return daft.PGM(shape=[width, height], origin=[left, bottom], dpi=150)
+    return daft.PGM(shape=[width, height], origin=[left, bottom], dpi=dpi)
 
 
 def _text(pgm: daft.PGM, x: float, y: float, label: str, fontsize: float | None = None,
@@ -60,7 +61,7 @@ def _curved_edge(pgm: daft.PGM, start: str, end: str, **plot_params) -> None:
 
 
 def _rendered(pgm: daft.PGM) -> daft.PGM:
-    pgm.render(dpi=150)
+    pgm.render(dpi=pgm._dpi)
     return pgm
 
 
@@ -127,7 +128,7 @@ def gaussian_mixture_model() -> daft.PGM:
 
 def flow_composition() -> daft.PGM:
     """A flow z_K = f_K(...f_1(z_0)), z_0 ~ q_0: each layer subtracts its log|det J| from log q."""
-    pgm = _pgm(6.2, 1.9, left=-0.5, bottom=-0.3)
+    pgm = _pgm(6.2, 1.9, left=-0.5, bottom=-0.3, dpi=130)  # the widest diagram: fits a phone
     spots = [("z0", r"$z_0$"), ("z1", r"$z_1$"), ("dots", r"$\cdots$"), ("zK1", r"$z_{K-1}$"),
              ("zK", r"$z_K$")]
     for i, (name, content) in enumerate(spots):
