@@ -24,17 +24,15 @@ Deselect with ``pytest -m "not browser"``.
 from __future__ import annotations
 
 import functools
-import http.server
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from bookpages import has_kernel, toc_files
+from bookpages import has_kernel, serve, toc_files
 
 pytestmark = pytest.mark.browser
 
@@ -82,22 +80,13 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"{reason} (or deselect with -m 'not browser')")
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """The built website on http://127.0.0.1:<free port>."""
     if not (HTML / "index.html").exists():
         unavailable(f"no built website at {HTML}: build it with `jupyter-book build .`")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(HTML)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(HTML) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

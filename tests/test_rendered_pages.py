@@ -28,11 +28,9 @@ Deselect with ``pytest -m "not browser"``.
 from __future__ import annotations
 
 import functools
-import http.server
 import os
 import re
 import shutil
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ from typing import Any
 import jupytext
 import pytest
 import yaml
-from bookpages import has_kernel, toc_files
+from bookpages import has_kernel, serve, toc_files
 
 from vicourse.course.colab import NO_COLAB
 
@@ -262,11 +260,6 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:  # no request log in the test output
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """The built website served on http://127.0.0.1:<free port>; yields the base URL."""
@@ -275,13 +268,8 @@ def site() -> Iterator[str]:
             f"no built website at {HTML}",
             "Build it with `jupyter-book build .` (or set VICOURSE_HTML to a build's html folder)",
         )
-    handler = functools.partial(QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(HTML) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
