@@ -5,6 +5,7 @@ Two commands, run in the repository (or anywhere, when vicourse is installed edi
     python -m vicourse.course.instructor student [CHAPTER ...] --out DIR [--github FOLDER_URL]
     python -m vicourse.course.instructor grade SUBMISSION ... --out DIR [--exercises-only]
         [--jobs N]
+    python -m vicourse.course.instructor nbgrader-course DIR [CHAPTER ...] [--exercises-only]
 
 ``student`` writes ``DIR/<chapter>.ipynb`` for the given chapters (default: every chapter of
 ``_toc.yml`` with exercises): answers replaced by ``raise NotImplementedError()`` (nbgrader's
@@ -14,7 +15,9 @@ book-only solution checks removed, visible checks kept. ``grade`` puts the instr
 the check cells only record the answers, decides each check in a fresh process that never ran
 student code (:mod:`vicourse.course.verdict`: a failed check is 0 points) and writes
 ``DIR/scores.csv``, ``DIR/feedback.csv`` and the executed notebooks. ``exercises`` prints the
-table of exercises; ``check`` validates chapters against the exercise convention.
+table of exercises; ``nbgrader-course`` writes a course directory for the real nbgrader
+(:mod:`vicourse.course.nbgrader_course`); ``check`` validates chapters against the exercise
+convention.
 """
 
 from __future__ import annotations
@@ -777,6 +780,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     grader.add_argument("--output-kb", type=int, default=defaults.output_kb,
                         help=f"output kept per notebook in kB ({defaults.output_kb})")
     grader.add_argument("--jobs", type=int, default=1, help="notebooks graded in parallel")
+    course = commands.add_parser("nbgrader-course", help="write an nbgrader course directory "
+                                 "(nbgrader_config.py, source/<chapter>/<chapter>.ipynb)")
+    course.add_argument("out", type=Path, help="the course directory")
+    course.add_argument("chapters", nargs="*", help="names or paths (default: all)")
+    course.add_argument("--exercises-only", action="store_true", help="only the exercise-setup "
+                        "cells and the exercises (fast to autograde)")
+    course.add_argument("--cell-seconds", type=int, default=300,
+                        help="seconds per cell when nbgrader autogrades (300)")
     listing = commands.add_parser("exercises", help="print the table of exercises")
     listing.add_argument("chapters", nargs="*")
     checker = commands.add_parser("check", help="check chapters against the exercise convention")
@@ -801,6 +812,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nwrote {args.out / 'scores.csv'}, {args.out / 'feedback.csv'}, one feedback file "
               f"per student in {args.out / 'feedback'} and the executed notebooks in "
               f"{args.out / 'notebooks'}")
+    elif args.command == "nbgrader-course":
+        from vicourse.course.nbgrader_course import write_course
+
+        if args.cell_seconds <= 0:
+            parser.error(f"--cell-seconds must be positive, got {args.cell_seconds}")
+        write_course(_chapter_paths(root, args.chapters), args.out,
+                     exercises_only=args.exercises_only, cell_seconds=args.cell_seconds)
+        print(f"then, in {args.out}: nbgrader generate_assignment CHAPTER; put the notebooks "
+              "handed in at submitted/STUDENT/CHAPTER/CHAPTER.ipynb; nbgrader autograde "
+              "CHAPTER; nbgrader generate_feedback CHAPTER")
     elif args.command == "exercises":
         for row in exercise_rows(_chapter_paths(root, args.chapters)):
             print(f"{row['chapter']:<14} {row['label']:<22} {row['minutes'] or '?':>3} min  "
