@@ -689,6 +689,17 @@ def test_no_tex_shown_as_text(rendered: Any, page: SourcePage):
 
 
 @pytest.mark.parametrize("page", **by_name(CHAPTERS))
+def test_display_equations_fit_the_column(rendered: Any, page: SourcePage):
+    """At desktop width every display equation is seen whole; split long ones with aligned."""
+    shown = rendered(page)
+    assert not shown.facts["displayOverflow"], (
+        f"display equations on {page.file} wider than the text column (px): "
+        f"{shown.facts['displayOverflow']}; break them over lines (aligned, multline)\n"
+        f"{shown.context()}"
+    )
+
+
+@pytest.mark.parametrize("page", **by_name(CHAPTERS))
 def test_solutions_show_no_nbgrader_markers(rendered: Any, page: SourcePage):
     markers = rendered(page).facts["solutionMarkers"]
     assert not markers, (
