@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import matplotlib
 import nbformat
 import pytest
+import torch
 
 from vicourse.course.exercises import (
     HIDDEN_BEGIN,
@@ -46,7 +49,19 @@ def nbgrader_cli(course: Path, *args: str) -> None:
 
 def failing_checks(chapter, code: dict[str, str]) -> set[str]:
     """The check cells that raise after the setup cells and the given answers (an oracle that
-    runs the chapter's own cells in this process, without nbgrader)."""
+    runs the chapter's own cells in this process, without nbgrader; the global state they
+    change, torch's default dtype and random state, matplotlib's settings and the warning
+    filters, is put back afterwards so that later tests do not inherit it)."""
+    dtype, rng_state = torch.get_default_dtype(), torch.get_rng_state()
+    try:
+        with matplotlib.rc_context(), warnings.catch_warnings():
+            return _failing_checks(chapter, code)
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_rng_state(rng_state)
+
+
+def _failing_checks(chapter, code: dict[str, str]) -> set[str]:
     namespace: dict = {}
     failed = set()
     for cell in chapter.notebook.cells:
