@@ -145,6 +145,18 @@ def _intro_cell(chapter: Chapter) -> NotebookNode:
     )
 
 
+def following_convention(chapter: Chapter | Path | str) -> Chapter:
+    """The chapter (read if given as a path), after checking it follows the exercise
+    convention: a chapter that breaks it could hand out its solutions."""
+    if not isinstance(chapter, Chapter):
+        chapter = read_chapter(chapter)
+    errors = convention_errors(chapter)
+    if errors:
+        raise ValueError(f"{chapter.path.name} breaks the exercise convention:\n"
+                         + "\n".join(errors))
+    return chapter
+
+
 def student_notebook(chapter: Chapter | Path | str) -> NotebookNode:
     """The student version of a chapter, as nbgrader's ``generate_assignment`` would make it."""
     from nbgrader.preprocessors import (
@@ -155,12 +167,7 @@ def student_notebook(chapter: Chapter | Path | str) -> NotebookNode:
         LockCells,
     )
 
-    if not isinstance(chapter, Chapter):
-        chapter = read_chapter(chapter)
-    errors = convention_errors(chapter)
-    if errors:
-        raise ValueError(f"{chapter.path.name} breaks the exercise convention:\n"
-                         + "\n".join(errors))
+    chapter = following_convention(chapter)
     notebook = copy.deepcopy(chapter.notebook)
     notebook.cells = _strip_solutions(chapter)
     title = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown")

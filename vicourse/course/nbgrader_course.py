@@ -25,7 +25,6 @@ from vicourse.course.exercises import (
     SETUP_TAG,
     SOLUTION_CHECK_TAG,
     Chapter,
-    convention_errors,
     is_answer_cell,
     is_check_cell,
     markdown_blocks,
@@ -33,7 +32,12 @@ from vicourse.course.exercises import (
     read_chapter,
     tags,
 )
-from vicourse.course.instructor import PLACEHOLDER, _exercise_heading, check_marker
+from vicourse.course.instructor import (
+    PLACEHOLDER,
+    _exercise_heading,
+    check_marker,
+    following_convention,
+)
 
 WRITTEN_POINTS = 2  # points of a written answer, unless its exercise cell's metadata says
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -76,12 +80,7 @@ def course_notebook(chapter: Chapter | Path | str, *, exercises_only: bool = Fal
 
     With ``exercises_only``: the ``exercise-setup`` cells, then the exercises section only.
     """
-    if not isinstance(chapter, Chapter):
-        chapter = read_chapter(chapter)
-    errors = convention_errors(chapter)
-    if errors:
-        raise ValueError(f"{chapter.path.name} breaks the exercise convention:\n"
-                         + "\n".join(errors))
+    chapter = following_convention(chapter)
     exercises = iter(chapter.exercises)
     points: dict[str, float] = {}
     cells: list[NotebookNode] = []
