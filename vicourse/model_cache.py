@@ -84,9 +84,10 @@ def _loss_name(loss_fn: object) -> str | None:
         if inner is None or not plain:
             return None
         return f"{inner}{loss_fn.args!r}{sorted(loss_fn.keywords.items())!r}"
-    module = getattr(loss_fn, "__module__", "") or ""
-    name = getattr(loss_fn, "__qualname__", "")
-    if not module.startswith("vicourse.") or "<" in name or not callable(loss_fn):
+    if not inspect.isfunction(loss_fn):  # a callable object may hold state (a step count)
+        return None
+    module, name = loss_fn.__module__ or "", loss_fn.__qualname__
+    if not module.startswith("vicourse.") or "<" in name:
         return None
     return f"{module}.{name}"
 
