@@ -36,6 +36,20 @@ def test_without_test_images_only_the_loss_is_recorded():
     assert history.test_elbo == history.train_elbo == [] and len(history.train_loss) == 2
 
 
+def test_evaluating_during_training_does_not_change_the_training():
+    train, test = two_prototypes(128), (two_prototypes(64) > 0.5).float()
+    results = []
+    for evaluate in (False, True):
+        torch.manual_seed(0)
+        model = VAE(data_dim=16, hidden=(8,), latent_dim=2)
+        train_vae(model, train, test if evaluate else None, epochs=3, batch_size=16,
+                  train_eval_x=test if evaluate else None, progress=False)
+        results.append((model.state_dict(), torch.rand(2)))
+    (weights, after), (weights_evaluated, after_evaluated) = results
+    assert all(torch.equal(weights[k], weights_evaluated[k]) for k in weights)
+    assert torch.equal(after, after_evaluated)
+
+
 @pytest.mark.parametrize("binarize", ["dynamic", "static", "none"])
 def test_each_binarization_feeds_the_loss_what_it_promises(binarize):
     grey = two_prototypes(64)

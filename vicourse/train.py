@@ -101,10 +101,12 @@ def train_vae(
         history.seconds.append(time.perf_counter() - start)
         history.train_loss.append(float(total) / len(data))
         _check_finite_loss(history.train_loss[-1], epoch, epochs, lr)
-        if test_x is not None:
-            history.test_elbo.append(evaluate_elbo(model, test_x))
-        if train_eval_x is not None:
-            history.train_elbo.append(evaluate_elbo(model, train_eval_x))
+        cuda = [data.device] if data.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # evaluating leaves training's draws alone
+            if test_x is not None:
+                history.test_elbo.append(evaluate_elbo(model, test_x))
+            if train_eval_x is not None:
+                history.train_elbo.append(evaluate_elbo(model, train_eval_x))
         bar.set_postfix(loss=history.train_loss[-1],
                         test_elbo=history.test_elbo[-1] if history.test_elbo else None)
     return history
